@@ -1,0 +1,84 @@
+"""``python -m model_export export ...``: command-line entry for the exporter.
+
+(Training and evaluation have their own modules: ``python -m model_export.train`` and
+``python -m model_export.evaluate``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import PAPER_PRESETS
+
+DEFAULT_LICENSE = "Weights trained by the TIMAR for Blender project; see MODEL_CARD.md for provenance and licence"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m model_export")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="write an ONNX model bundle from a checkpoint")
+    e.add_argument("--checkpoint", type=Path, required=True, help="official TIMAR.pth or one of ours")
+    e.add_argument("--wav2vec2", type=Path, help="local wav2vec2 folder (models with wav2vec2 speech features)")
+    e.add_argument("--preset", choices=tuple(PAPER_PRESETS), help="for official checkpoints without args")
+    e.add_argument("--raw-weights", action="store_true", help="export 'model' instead of the EMA weights")
+    e.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced)")
+    e.add_argument("--name", default=None, help="bundle name (default: the checkpoint's file name)")
+    e.add_argument("--license", default=None, help="licence of the weights, recorded in the manifest")
+    e.add_argument(
+        "--fp16",
+        action="store_true",
+        help="float16 graphs for GPUs (inputs/outputs stay float32); the parity check then reports fp16 error",
+    )
+    e.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("model_export").setLevel(logging.INFO)  # not the exporter's pass-by-pass chatter
+
+    from .checkpoint import load_checkpoint
+    from .export import export_bundle
+    from .speech import build_speech_features
+
+    ck = load_checkpoint(args.checkpoint, use_ema=not args.raw_weights, preset_name=args.preset)
+    features = build_speech_features(ck.config, args.wav2vec2)
+    if args.license:
+        license_text = args.license
+    elif ck.kind == "official":
+        license_text = "Official TIMAR weights (coderchen01/TIMAR): the licence their authors give; not redistributed"
+    else:
+        license_text = DEFAULT_LICENSE
+    source = {
+        "checkpoint": ck.path.name,
+        "sha256": ck.sha256,
+        "kind": ck.kind,
+        "weights": ck.weights,
+        "epoch": ck.epoch,
+        "speech_features": ck.config.speech_encoder if args.wav2vec2 is None else f"wav2vec2:{args.wav2vec2.name}",
+        "config": ck.config.to_dict(),
+    }
+    manifest = export_bundle(
+        ck.model,
+        features,
+        args.out,
+        source=source,
+        license_text=license_text,
+        name=args.name or ck.path.stem,
+        check=not args.no_check,
+        fp16=args.fp16,
+    )
+    print(f"wrote {args.out}")
+    if "parity" in manifest:
+        worst = max(v for k, v in manifest["parity"].items() if k != "dialogue_seconds")
+        print(
+            ("fp16 error" if args.fp16 else "parity")
+            + ", max |onnxruntime - PyTorch fp32|: "
+            + ", ".join(f"{k} {v:.2e}" for k, v in manifest["parity"].items() if k != "dialogue_seconds")
+            + f" (worst {worst:.2e})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""TIMAR configuration: one dataclass, the paper's presets, CPU-sized presets, and the mapping
+from the official checkpoint's ``args`` namespace."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from timar_blender.engine.sampler import ModelInfo
+
+
+@dataclass(frozen=True)
+class TimarConfig:
+    # streams and timing
+    motion_dim: int = 56
+    motion_fps: int = 25
+    speech_rate: int = 16_000
+    turn_seconds: int = 1
+    max_context_time: int = 8  # seconds of context the position tables cover
+    # token embedding
+    token_dim: int = 1024
+    speech_encoder: str = "wav2vec2"  # "wav2vec2" (external weights) or "logmel" (no pretrained weights)
+    speech_feature_dim: int = 1024  # what the speech encoder hands to speech_projection
+    # backbone (encoder-only; depth = encoder_depth + decoder_depth of the official code)
+    width: int = 1024
+    depth: int = 32
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    turn_causal: bool = True  # turn-level causal attention (TLCA)
+    attn_dropout: float = 0.1  # dropout on attention probabilities in training
+    proj_dropout: float = 0.1  # dropout after attention/MLP projections in training
+    # diffusion head
+    head_depth: int = 3
+    head_width: int = 1024
+    noise_schedule: str = "cosine"
+    diffusion_steps: int = 1000
+    sampling_steps: str = "5"
+    diffusion_batch_mul: int = 4
+    use_kl: bool = False
+    rescale_learned_sigmas: bool = False
+    # training
+    mask_ratio_min: float = 0.7
+    cond_drop_prob: float = 0.1
+    # log-mel speech encoder (speech_encoder == "logmel")
+    logmel: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} is not divisible by num_heads {self.num_heads}")
+        if self.speech_encoder not in ("wav2vec2", "logmel"):
+            raise ValueError(f"unknown speech encoder {self.speech_encoder!r}")
+        if self.speech_rate % 1 or self.speech_rate <= 0:
+            raise ValueError("speech_rate must be a positive integer")
+
+    @property
+    def frames_per_turn(self) -> int:
+        return self.turn_seconds * self.motion_fps
+
+    @property
+    def samples_per_turn(self) -> int:
+        return self.turn_seconds * self.speech_rate
+
+    @property
+    def turn_length(self) -> int:
+        return 4 * self.frames_per_turn + 10
+
+    @property
+    def max_context_turns(self) -> int:
+        return self.max_context_time // self.turn_seconds
+
+    @property
+    def seq_len(self) -> int:
+        """Rows of the positional tables (the official formula)."""
+        return self.max_context_time * (4 * self.motion_fps * self.turn_seconds + 10)
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(
+            motion_dim=self.motion_dim,
+            frames_per_turn=self.frames_per_turn,
+            samples_per_turn=self.samples_per_turn,
+            token_dim=self.token_dim,
+            max_context_turns=self.max_context_turns,
+            speech_rate=self.speech_rate,
+            noise_schedule=self.noise_schedule,
+            train_steps=self.diffusion_steps,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TimarConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TIMAR config fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TimarConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# The paper's presets (backbone only; the rest comes from the run's arguments).
+PAPER_PRESETS: dict[str, dict[str, Any]] = {
+    "timar_base": dict(width=768, depth=24, num_heads=12),
+    "timar_large": dict(width=1024, depth=32, num_heads=16),
+    "timar_huge": dict(width=1280, depth=40, num_heads=16),
+}
+
+DEFAULT_LOGMEL = dict(n_fft=400, hop=160, n_mels=64, channels=128)
+
+# Small configurations for CPU training and inference, with the weights-free log-mel encoder.
+# Dropout on the attention probabilities is off: on CPU it costs ~45% of a training step.
+CPU_PRESETS: dict[str, dict[str, Any]] = {
+    "timar_cpu_tiny": dict(
+        token_dim=64,
+        width=64,
+        depth=2,
+        num_heads=4,
+        head_depth=2,
+        head_width=64,
+        speech_encoder="logmel",
+        speech_feature_dim=64,
+        logmel=dict(DEFAULT_LOGMEL, channels=64),
+        attn_dropout=0.0,
+    ),
+    "timar_cpu_small": dict(
+        token_dim=128,
+        width=128,
+        depth=4,
+        num_heads=4,
+        head_depth=3,
+        head_width=128,
+        speech_encoder="logmel",
+        speech_feature_dim=128,
+        logmel=dict(DEFAULT_LOGMEL),
+        attn_dropout=0.0,
+    ),
+    "timar_cpu_medium": dict(
+        token_dim=192,
+        width=192,
+        depth=6,
+        num_heads=6,
+        head_depth=3,
+        head_width=192,
+        speech_encoder="logmel",
+        speech_feature_dim=192,
+        logmel=dict(DEFAULT_LOGMEL, channels=192),
+        attn_dropout=0.0,
+    ),
+}
+
+# Paper-run settings that differ from the dataclass defaults when a preset is named.
+_PAPER_RUN = dict(token_dim=1024, speech_feature_dim=1024, head_depth=3, head_width=1024)
+
+
+def preset(name: str, **overrides: Any) -> TimarConfig:
+    if name in PAPER_PRESETS:
+        return TimarConfig(**{**_PAPER_RUN, **PAPER_PRESETS[name], **overrides})
+    if name in CPU_PRESETS:
+        return TimarConfig(**{**CPU_PRESETS[name], **overrides})
+    raise KeyError(f"unknown preset {name!r}; known: {sorted(PAPER_PRESETS) + sorted(CPU_PRESETS)}")
+
+
+PRESET_NAMES = tuple(PAPER_PRESETS) + tuple(CPU_PRESETS)
+
+# official argparse field -> our field
+_ARG_FIELDS = {
+    "motion_embed_dim": "motion_dim",
+    "motion_fps": "motion_fps",
+    "speech_frequency": "speech_rate",
+    "chunk_second": "turn_seconds",
+    "max_context_time": "max_context_time",
+    "token_embed_dim": "token_dim",
+    "speech_snippet_embed_dim": "speech_feature_dim",
+    "encoder_embed_dim": "width",
+    "encoder_num_heads": "num_heads",
+    "use_causal_attn": "turn_causal",
+    "diffloss_d": "head_depth",
+    "diffloss_w": "head_width",
+    "noise_schedule": "noise_schedule",
+    "num_sampling_steps": "sampling_steps",
+    "diffusion_batch_mul": "diffusion_batch_mul",
+    "use_kl": "use_kl",
+    "rescale_learned_sigmas": "rescale_learned_sigmas",
+    "mask_ratio_min": "mask_ratio_min",
+    "cond_drop_prob": "cond_drop_prob",
+    "attn_dropout": "attn_dropout",
+    "proj_dropout": "proj_dropout",
+}
+
+# official options this implementation does not provide, with the value it requires
+_REQUIRED_ARGS = {
+    "use_encoder_only": True,  # the MAE encoder-decoder variant is an ablation, not the released model
+    "use_mseloss": False,  # the MLP-head ablation
+    "epsilon_pred": False,  # TIMAR predicts x0
+    "clip_denoised": False,
+}
+
+
+def config_from_official_args(args: Any, fallback_preset: str | None = None) -> tuple[TimarConfig, list[str]]:
+    """Config from an official checkpoint's ``args`` namespace.
+
+    The preset named in ``args.model`` (or ``fallback_preset``) gives the backbone; explicit
+    per-layer fields override it. Returns the config and the list of fields that were not given.
+    """
+    a = vars(args) if not isinstance(args, dict) else dict(args)
+    for key, required in _REQUIRED_ARGS.items():
+        if key in a and a[key] is not None and bool(a[key]) != required:
+            raise ValueError(f"checkpoint was trained with {key}={a[key]!r}; only {key}={required} is supported")
+    name = a.get("model")
+    base: dict[str, Any] = {}
+    if name in PAPER_PRESETS:
+        base.update({**_PAPER_RUN, **PAPER_PRESETS[name]})
+    elif fallback_preset is not None:
+        base.update({**_PAPER_RUN, **PAPER_PRESETS.get(fallback_preset, {}), **CPU_PRESETS.get(fallback_preset, {})})
+    for src, dst in _ARG_FIELDS.items():
+        if a.get(src) is not None:
+            base[dst] = a[src]
+    if a.get("encoder_depth") is not None:
+        dec = a.get("decoder_depth") or 0
+        base["depth"] = int(a["encoder_depth"]) + int(dec)
+    if "sampling_steps" in base:
+        base["sampling_steps"] = str(base["sampling_steps"])
+    base.setdefault("speech_encoder", "wav2vec2")
+    missing = [f for f in ("width", "depth", "num_heads") if f not in base]
+    return TimarConfig(**base), missing

@@ -1,0 +1,341 @@
+"""Export a TIMAR checkpoint to a model bundle (ONNX graphs + manifest) and check its parity.
+
+    python -m model_export export --checkpoint RUN/checkpoint-last.pth --out bundles/mine
+    python -m model_export export --checkpoint TIMAR.pth --wav2vec2 wav2vec2-large-960h-lv60-self --out bundles/official
+
+Four graphs, each run by the engine's turn-by-turn loop:
+
+* ``speech_encoder``: one 1-s chunk of normalised 16 kHz audio (B, S) -> speech tokens (B, F, D);
+* ``motion_encoder``: FLAME frames (N, 56) -> motion tokens (N, D);
+* ``backbone``: tokens (B, T, D), agent mask (B, T), turn ids (B, T) -> z (B, T, W), any T up to
+  the context window;
+* ``diffusion_head``: one denoising call (N, 56), (N,), (N, W) -> (N, 112). One step rather than
+  the whole sampler: the engine then keeps temperature, guidance and explicit noise in numpy, and
+  a head call costs well under a millisecond (see the benchmark), so looping outside costs nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from timar_blender.engine.bundle import CHANNEL_NAMES, FORMAT, GRAPHS, VERSION, sha256_of
+from timar_blender.engine.layout import SEPARATORS
+from timar_blender.engine.schedule import DiffusionCoefficients
+
+from .model import Timar
+
+log = logging.getLogger("model_export.export")
+
+OPSET = 20
+EXTERNAL_DATA_BYTES = 1 << 30  # graphs above 1 GiB keep their weights in a side file (protobuf caps at 2 GiB)
+
+
+class SpeechEncoderGraph(nn.Module):
+    def __init__(self, model: Timar, features: nn.Module) -> None:
+        super().__init__()
+        self.model, self.features = model, features
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.model.speech_tokens(self.features(audio))
+
+
+class MotionEncoderGraph(nn.Module):
+    def __init__(self, model: Timar) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, motion: torch.Tensor) -> torch.Tensor:
+        return self.model.motion_tokens(motion)
+
+
+class BackboneGraph(nn.Module):
+    def __init__(self, model: Timar) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, turn_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.backbone(tokens, mask, turn_ids)
+
+
+class HeadGraph(nn.Module):
+    def __init__(self, model: Timar) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.model.head(x, t, c)
+
+
+def example_inputs(model: Timar) -> dict[str, tuple[tuple[torch.Tensor, ...], dict[str, Any], list[str], list[str]]]:
+    """Per graph: example args, dynamic shapes, input names, output names."""
+    cfg = model.cfg
+    dim = torch.export.Dim
+    batch, rows = dim("batch", min=1, max=64), dim("rows", min=1, max=1 << 16)
+    tokens = dim("tokens", min=2, max=cfg.seq_len)
+    t = 2 * cfg.turn_length
+    tids = torch.arange(2).repeat_interleave(cfg.turn_length)[None].expand(2, -1).contiguous()
+    return {
+        "speech_encoder": (
+            (torch.randn(2, cfg.samples_per_turn),),
+            {"audio": {0: batch}},
+            ["audio"],
+            ["speech_tokens"],
+        ),
+        "motion_encoder": ((torch.randn(7, cfg.motion_dim),), {"motion": {0: rows}}, ["motion"], ["motion_tokens"]),
+        "backbone": (
+            (torch.randn(2, t, cfg.token_dim), torch.rand(2, t) < 0.3, tids),
+            {"tokens": {0: batch, 1: tokens}, "mask": {0: batch, 1: tokens}, "turn_ids": {0: batch, 1: tokens}},
+            ["tokens", "mask", "turn_ids"],
+            ["z"],
+        ),
+        "diffusion_head": (
+            (torch.randn(9, cfg.motion_dim), torch.randint(0, 1000, (9,)), torch.randn(9, cfg.width)),
+            {"x": {0: rows}, "t": {0: rows}, "c": {0: rows}},
+            ["x", "t", "c"],
+            ["out"],
+        ),
+    }
+
+
+def _used_parameters(module: nn.Module, graph: str) -> list[torch.Tensor]:
+    model: Timar = module.model
+    parts = {
+        "speech_encoder": [model.speech_projection, model.speech_frontend],
+        "motion_encoder": [model.motion_encoder],
+        "diffusion_head": [model.diffloss],
+    }.get(graph)
+    if parts is None:  # backbone: everything but the encoders and the head
+        skip = {
+            id(p)
+            for m in (model.speech_projection, model.speech_frontend, model.motion_encoder, model.diffloss)
+            if m is not None
+            for p in m.parameters()
+        }
+        return [p for p in model.parameters() if id(p) not in skip]
+    params = [p for m in parts if m is not None for p in m.parameters()]
+    if graph == "speech_encoder":
+        params += list(module.features.parameters())
+    return params
+
+
+def _export_one(module: nn.Module, name: str, spec: tuple, folder: Path) -> dict[str, Any]:
+    args, dynamic, inputs, outputs = spec
+    path = folder / f"{name}.onnx"
+    # the wrappers hold the whole model; only the weights this graph uses count towards its size
+    n_bytes = sum(p.numel() * p.element_size() for p in _used_parameters(module, name))
+    external = n_bytes > EXTERNAL_DATA_BYTES
+    t0 = time.time()
+    program = torch.onnx.export(
+        module,
+        args,
+        dynamo=True,
+        opset_version=OPSET,
+        input_names=inputs,
+        output_names=outputs,
+        dynamic_shapes=dict(zip(inputs, dynamic.values())) if dynamic else None,
+        verbose=False,
+        external_data=external,
+    )
+    program.save(str(path), external_data=external)
+    files = [path.name] + ([f"{path.name}.data"] if (folder / f"{path.name}.data").exists() else [])
+    size = sum((folder / f).stat().st_size for f in files)
+    log.info("exported %s (%.1f MB, %.0f s)", name, size / 1e6, time.time() - t0)
+    return {
+        "path": path.name,
+        "external_data": files[1:],
+        "inputs": inputs,
+        "outputs": outputs,
+        "sha256": {f: sha256_of(folder / f) for f in files},
+        "bytes": size,
+    }
+
+
+def to_fp16(folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Convert one exported graph to float16 weights and arithmetic, keeping float32 inputs/outputs
+    (so the engine feeds it the same arrays), with onnxruntime's own converter."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    path = folder / entry["path"]
+    model = onnx.load(str(path))  # pulls in external data that sits beside it
+    half = convert_float_to_float16(model, keep_io_types=True)
+    for f in [entry["path"], *entry["external_data"]]:
+        (folder / f).unlink()
+    weight_bytes = sum(int(np.prod(t.dims)) * 2 for t in half.graph.initializer)
+    external = weight_bytes > EXTERNAL_DATA_BYTES
+    onnx.save(half, str(path), save_as_external_data=external, location=f"{path.name}.data")
+    files = [path.name] + ([f"{path.name}.data"] if external else [])
+    size = sum((folder / f).stat().st_size for f in files)
+    return {**entry, "external_data": files[1:], "sha256": {f: sha256_of(folder / f) for f in files}, "bytes": size}
+
+
+def diffusion_manifest(steps: str, schedule: str, train_steps: int) -> dict[str, Any]:
+    c = DiffusionCoefficients.respaced(steps, schedule, train_steps)
+    return {
+        "schedule": schedule,
+        "train_steps": train_steps,
+        "prediction": "x0",
+        "variance": "learned_range",
+        "default_sampling_steps": c.num_steps,
+        "respaced": {
+            str(c.num_steps): {
+                "timesteps": c.timesteps.tolist(),
+                "posterior_mean_coef1": c.posterior_mean_coef1.tolist(),
+                "posterior_mean_coef2": c.posterior_mean_coef2.tolist(),
+                "posterior_log_variance_clipped": c.posterior_log_variance_clipped.tolist(),
+                "log_betas": c.log_betas.tolist(),
+            }
+        },
+    }
+
+
+def export_bundle(
+    model: Timar,
+    speech_features: nn.Module,
+    out: str | Path,
+    *,
+    source: dict[str, Any],
+    license_text: str,
+    name: str = "timar",
+    check: bool = True,
+    fp16: bool = False,
+) -> dict[str, Any]:
+    """Write the bundle to ``out`` (replaced atomically) and return its manifest."""
+    out = Path(out)
+    model = model.eval().float()
+    speech_features = speech_features.eval()
+    cfg = model.cfg
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    try:
+        files: dict[str, Any] = {}
+        graphs = {
+            "speech_encoder": SpeechEncoderGraph(model, speech_features),
+            "motion_encoder": MotionEncoderGraph(model),
+            "backbone": BackboneGraph(model),
+            "diffusion_head": HeadGraph(model),
+        }
+        specs = example_inputs(model)
+        with torch.no_grad():
+            for g in GRAPHS:
+                files[g] = _export_one(graphs[g], g, specs[g], tmp)
+                if fp16:
+                    files[g] = to_fp16(tmp, files[g])
+            np.savez(
+                tmp / "tokens.npz",
+                separators=model.separators().numpy().astype(np.float32),
+                fake_latent=model.fake_latent[0].numpy().astype(np.float32),
+            )
+        files["constants"] = {
+            "path": "tokens.npz",
+            "sha256": {"tokens.npz": sha256_of(tmp / "tokens.npz")},
+            "arrays": {"separators": [len(SEPARATORS), cfg.token_dim], "fake_latent": [cfg.token_dim]},
+        }
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": name,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "model": {
+                "motion_dim": cfg.motion_dim,
+                "fps": cfg.motion_fps,
+                "speech_rate": cfg.speech_rate,
+                "turn_seconds": cfg.turn_seconds,
+                "frames_per_turn": cfg.frames_per_turn,
+                "samples_per_turn": cfg.samples_per_turn,
+                "token_dim": cfg.token_dim,
+                "width": cfg.width,
+                "depth": cfg.depth,
+                "num_heads": cfg.num_heads,
+                "max_context_turns": cfg.max_context_turns,
+                "turn_length": cfg.turn_length,
+                "separators": list(SEPARATORS),
+                "turn_causal": cfg.turn_causal,
+                "speech_encoder": cfg.speech_encoder,
+                "parameters": int(sum(p.numel() for p in model.parameters())),
+            },
+            "audio": {
+                "sample_rate": cfg.speech_rate,
+                "channels": 1,
+                "normalization": "per_file_zero_mean_unit_variance",
+                "epsilon": 1e-7,
+            },
+            "diffusion": diffusion_manifest(cfg.sampling_steps, cfg.noise_schedule, cfg.diffusion_steps),
+            "channels": list(CHANNEL_NAMES[: cfg.motion_dim]),
+            "channel_layout": {
+                "expression": [0, 50],
+                "jaw": [50, 53],
+                "neck": [53, 56],
+                "units": "FLAME expression coefficients; jaw and neck axis-angle radians",
+            },
+            "files": files,
+            "source": source,
+            "license": {"weights": license_text},
+            "precision": "fp16" if fp16 else "fp32",
+            "opset": OPSET,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if check:
+            manifest["parity"] = parity_report(model, speech_features, tmp)
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.chmod(0o755)
+        tmp.replace(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def parity_report(model: Timar, speech_features: nn.Module, folder: Path, seconds: int = 10) -> dict[str, Any]:
+    """Max |onnxruntime - PyTorch| per graph on random inputs, and over a whole dialogue with history
+    (same inputs, same noise), with guidance off and on."""
+    from timar_blender.engine.dialogue import generate_dialogue
+    from timar_blender.engine.onnx_backend import OnnxBackend
+    from timar_blender.engine.sampler import SamplingOptions
+
+    from .synthetic import synth_speech
+    from .torch_backend import TorchBackend
+
+    ort_be = OnnxBackend(folder, device="cpu")
+    pt_be = TorchBackend(model, speech_features)
+    cfg = model.cfg
+    rng = np.random.default_rng(0)
+    report: dict[str, Any] = {}
+    chunks = rng.standard_normal((3, cfg.samples_per_turn)).astype(np.float32)
+    report["speech_encoder"] = float(np.abs(ort_be.encode_speech(chunks) - pt_be.encode_speech(chunks)).max())
+    frames = rng.normal(0, 0.3, (25, cfg.motion_dim)).astype(np.float32)
+    report["motion_encoder"] = float(np.abs(ort_be.encode_motion(frames) - pt_be.encode_motion(frames)).max())
+    turns = min(3, cfg.max_context_turns)
+    t = turns * cfg.turn_length
+    tok = rng.standard_normal((2, t, cfg.token_dim)).astype(np.float32)
+    mask = rng.random((2, t)) < 0.3
+    tids = np.repeat(np.arange(turns), cfg.turn_length)[None].repeat(2, 0).astype(np.int64)
+    report["backbone"] = float(np.abs(ort_be.backbone(tok, mask, tids) - pt_be.backbone(tok, mask, tids)).max())
+    x = rng.standard_normal((11, cfg.motion_dim)).astype(np.float32)
+    ts = rng.integers(0, cfg.diffusion_steps, 11).astype(np.int64)
+    c = rng.standard_normal((11, cfg.width)).astype(np.float32)
+    report["diffusion_head"] = float(np.abs(ort_be.head(x, ts, c) - pt_be.head(x, ts, c)).max())
+    rate = cfg.speech_rate
+    user = synth_speech(seconds, rate, 1, [(0.2, seconds / 2)])
+    agent = synth_speech(seconds, rate, 2, [(seconds / 2, seconds - 0.2)])
+    for label, cfg_scale in (("dialogue_cfg1", 1.0), ("dialogue_cfg1.5", 1.5)):
+        opts = SamplingOptions(context_turns=cfg.max_context_turns - 1, seed=3, cfg=cfg_scale)
+        a = generate_dialogue(ort_be, user, agent, None, opts).motion
+        b = generate_dialogue(pt_be, user, agent, None, opts).motion
+        report[label] = float(np.abs(a - b).max())
+    report["dialogue_seconds"] = seconds
+    log.info("parity (max abs error): %s", report)
+    return report

@@ -1,0 +1,104 @@
+"""The exported TIMAR graphs on onnxruntime, as a sampler ``Backend`` (no torch).
+
+CUDA is used when the installed onnxruntime has the CUDA provider and it initialises; otherwise
+the CPU. Which one runs, and why not CUDA, is reported in ``provider``/``provider_reason`` (the
+Blender panel shows them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle, BundleError, load_bundle
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    provider: str  # what the sessions actually run on
+    reason: str  # why (in particular, why not CUDA)
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # a failed CUDA start is reported through ProviderChoice, not the log
+    if threads > 0:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    return so
+
+
+class OnnxBackend:
+    def __init__(self, bundle: Bundle | str | Path, device: str = "auto", threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.info = self.bundle.info
+        if device not in ("auto", "cuda", "cpu"):
+            raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+        available = ort.get_available_providers()
+        want_cuda = device in ("auto", "cuda") and CUDA in available
+        providers = [CUDA, CPU] if want_cuda else [CPU]
+        so = _session_options(threads)
+        self.sessions = {}
+        for name in ("speech_encoder", "motion_encoder", "backbone", "diffusion_head"):
+            path = self.bundle.graph_path(name)
+            try:
+                self.sessions[name] = ort.InferenceSession(str(path), so, providers=providers)
+            except Exception as exc:  # a corrupt graph surfaces here when hashes were not checked
+                raise BundleError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+        running = self.sessions["backbone"].get_providers()[0]
+        if running == CUDA:
+            reason = "CUDA provider initialised"
+        elif device == "cpu":
+            reason = "CPU requested"
+        elif CUDA not in available:
+            reason = "this onnxruntime build has no CUDA provider (install onnxruntime-gpu for CUDA)"
+        else:
+            reason = "CUDA provider present but it did not start (needs an NVIDIA GPU with CUDA 13 and cuDNN 9)"
+        if device == "cuda" and running != CUDA:
+            raise RuntimeError(f"CUDA was requested but is not available: {reason}")
+        self.choice = ProviderChoice(running, reason)
+
+    @property
+    def provider(self) -> str:
+        return self.choice.provider
+
+    def _run(self, name: str, **feeds: np.ndarray) -> np.ndarray:
+        return self.sessions[name].run(None, feeds)[0]
+
+    def separators(self) -> np.ndarray:
+        return self.bundle.separators
+
+    def fake_latent(self) -> np.ndarray:
+        return self.bundle.fake_latent
+
+    def encode_speech(self, chunks: np.ndarray) -> np.ndarray:
+        return self._run("speech_encoder", audio=np.ascontiguousarray(chunks, dtype=np.float32))
+
+    def encode_motion(self, frames: np.ndarray) -> np.ndarray:
+        return self._run("motion_encoder", motion=np.ascontiguousarray(frames, dtype=np.float32))
+
+    def backbone(self, tokens: np.ndarray, mask: np.ndarray, turn_ids: np.ndarray) -> np.ndarray:
+        return self._run(
+            "backbone",
+            tokens=np.ascontiguousarray(tokens, dtype=np.float32),
+            mask=np.ascontiguousarray(mask, dtype=bool),
+            turn_ids=np.ascontiguousarray(turn_ids, dtype=np.int64),
+        )
+
+    def head(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return self._run(
+            "diffusion_head",
+            x=np.ascontiguousarray(x, dtype=np.float32),
+            t=np.ascontiguousarray(t, dtype=np.int64),
+            c=np.ascontiguousarray(c, dtype=np.float32),
+        )
