@@ -48,7 +48,7 @@ class TorchBackend:
         z = self.model.backbone(
             torch.from_numpy(tokens).to(d), torch.from_numpy(mask).to(d), torch.from_numpy(turn_ids).to(d)
         )
-        return self._np(z)
+        return self._np(z[:, -self.model.cfg.turn_length :])  # the sampler reads the last turn
 
     @torch.no_grad()
     def head(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -30,6 +30,9 @@ def _session_options(threads: int):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3  # a failed CUDA start is reported through ProviderChoice, not the log
+    # four sessions run one after another: idle threads spinning for work steal the cores from the next
+    # session (measured: 41 -> see the benchmark in README), so they sleep instead
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads > 0:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -88,11 +91,16 @@ class OnnxBackend:
         return self._run("motion_encoder", motion=np.ascontiguousarray(frames, dtype=np.float32))
 
     def backbone(self, tokens: np.ndarray, mask: np.ndarray, turn_ids: np.ndarray) -> np.ndarray:
+        # the graph takes the turn structure from the whole-turn layout: check the window has it
+        length = self.bundle.manifest["model"]["turn_length"]
+        t = tokens.shape[1]
+        expected = np.repeat(np.arange(t // length), length)
+        if t % length or not np.array_equal(turn_ids[0] - turn_ids[0, 0], expected):
+            raise ValueError(f"the backbone needs a window of whole turns of {length} tokens")
         return self._run(
             "backbone",
             tokens=np.ascontiguousarray(tokens, dtype=np.float32),
             mask=np.ascontiguousarray(mask, dtype=bool),
-            turn_ids=np.ascontiguousarray(turn_ids, dtype=np.int64),
         )
 
     def head(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:

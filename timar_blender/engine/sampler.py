@@ -212,6 +212,7 @@ class TurnSampler:
         mask = np.concatenate([h_agent if opt.mask_history_agent else np.zeros_like(h_agent), cur_agent])
         T = len(tokens)
         agent_pos = T - lay.length + np.arange(lay.agent_motion.start, lay.agent_motion.stop)
+        agent_rows = agent_pos - (T - lay.length)  # the same positions among the last turn's z rows
         user_cur = T - lay.length + np.flatnonzero(lay.role == ROLE_USER)
 
         noise = self._noise_for(self.turn_index)
@@ -244,11 +245,11 @@ class TurnSampler:
             x = sample_frames(
                 self.backend,
                 self.coefs,
-                z[0, agent_pos[sel]],
+                z[0, agent_rows[sel]],
                 noise.x_T[sel],
                 noise.steps[:, sel],
                 opt.temperature,
-                uncond=z[1, agent_pos[sel]] if guided else None,
+                uncond=z[1, agent_rows[sel]] if guided else None,
                 cfg=cfg_it,
             )
             motion[sel] = x
