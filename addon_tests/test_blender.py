@@ -1,0 +1,246 @@
+"""The Blender layer in real Blender (the bpy module): test rig, generation, keys read back from a
+saved .blend, the artist's animation kept, failures leaving the scene as it was, headless runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import ROOT, synth_speech
+
+_home = tempfile.mkdtemp(prefix="timar-bpy-")
+for var, sub in (("HOME", ""), ("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "cache")):
+    os.environ.setdefault(var, os.path.join(_home, sub))
+
+bpy = pytest.importorskip("bpy")
+
+import timar_blender  # noqa: E402
+from timar_blender.blender import keyframes  # noqa: E402
+from timar_blender.engine import job  # noqa: E402
+from timar_blender.engine.curves import resample  # noqa: E402
+from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
+
+RATE = 16_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    if not job.BUNDLED_MODEL.joinpath("manifest.json").exists():
+        pytest.skip("no bundled model in timar_blender/model")
+    timar_blender.register()
+    yield
+    timar_blender.unregister()
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("audio")
+    agent, user = d / "agent.wav", d / "user.wav"
+    sf.write(agent, synth_speech(3.0, RATE, 1, [(1.5, 2.9)]), RATE)
+    sf.write(user, synth_speech(3.0, 44100, 2, [(0.1, 1.4)]), 44100, subtype="PCM_16")  # resampled on load
+    return agent, user
+
+
+@pytest.fixture
+def scene_with_rig(wavs):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.timar.create_test_rig()
+    s = bpy.context.scene.timar
+    s.agent_audio, s.user_audio = str(wavs[0]), str(wavs[1])
+    s.seed = 3
+    return bpy.context.scene
+
+
+def snapshot() -> dict:
+    """Every action with its f-curves' keys, and every ID's action assignment."""
+    out = {"actions": {}, "assigned": {}, "strips": 0}
+    for a in bpy.data.actions:
+        curves = []
+        bags = [a] if not keyframes.SLOTTED else [cb for layer in a.layers for st in layer.strips
+                                                  for cb in st.channelbags]
+        for bag in bags:
+            for fc in bag.fcurves:
+                co = np.zeros(2 * len(fc.keyframe_points), np.float32)
+                fc.keyframe_points.foreach_get("co", co)
+                curves.append((fc.data_path, fc.array_index, co.tobytes()))
+        out["actions"][a.name] = sorted(curves)
+    for coll in (bpy.data.objects, bpy.data.shape_keys):
+        for idb in coll:
+            ad = idb.animation_data
+            out["assigned"][idb.name] = (ad.action.name if ad and ad.action else None,
+                                         len(ad.nla_tracks) if ad else 0)
+    ed = bpy.context.scene.sequence_editor
+    out["strips"] = len(ed.strips) if ed else 0
+    return out
+
+
+def read_keys(idblock, data_path: str, index: int = 0) -> np.ndarray:
+    ad = idblock.animation_data
+    from bpy_extras import anim_utils
+
+    bag = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot)
+    fc = bag.fcurves.find(data_path, index=index)
+    co = np.zeros(2 * len(fc.keyframe_points), np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    return co.reshape(-1, 2)
+
+
+def test_test_rig_is_a_complete_flame_layout(scene_with_rig) -> None:
+    head = scene_with_rig.timar.character
+    names = [kb.name for kb in head.data.shape_keys.key_blocks]
+    assert names[0] == "Basis" and names[1:] == [f"Exp{i:03d}" for i in range(1, 51)]
+    from timar_blender.blender.rig import channel_map
+
+    cmap = channel_map(head)
+    assert cmap.unmatched == [] and cmap.bones() == {"jaw": [50, 51, 52], "neck": [53, 54, 55]}
+
+
+@pytest.mark.parametrize("fps", [25, 24, 30])
+def test_generated_keys_survive_save_and_reload(scene_with_rig, wavs, tmp_path: Path, fps: int) -> None:
+    scene = scene_with_rig
+    scene.render.fps, scene.render.fps_base = fps, 1.0
+    s = scene.timar
+    s.start_frame = 10
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    out = tmp_path / "take.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(out))
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    head = bpy.data.objects["TIMAR Test Head"]
+    rig = bpy.data.objects["TIMAR Test Head Rig"]
+    # the engine's own output for the same request
+    expected = job.run(job.Request(str(wavs[0]), str(wavs[1]), options=SamplingOptions(seed=3))).takes[0]
+    assert expected.motion.shape == (75, 56)
+    offsets, values = resample(expected.motion, 25.0, fps)
+    exp7 = read_keys(head.data.shape_keys, 'key_blocks["Exp007"].value')
+    np.testing.assert_allclose(exp7[:, 0], 10 + offsets, atol=1e-4)
+    np.testing.assert_allclose(exp7[:, 1], values[:, 6], atol=1e-5)
+    from timar_blender.engine.curves import rotvec_to_quaternion
+
+    q = rotvec_to_quaternion(values[:, 53:56])
+    neck_w = read_keys(rig, 'pose.bones["neck"].rotation_quaternion', 0)
+    np.testing.assert_allclose(neck_w[:, 1], q[:, 0], atol=1e-5)
+    assert head.data.shape_keys.animation_data.action.name.startswith("TIMAR TIMAR Test Head seed 3")
+    ed = bpy.context.scene.sequence_editor
+    starts = sorted(st.frame_start for st in ed.strips)
+    assert starts == [10, 10]
+
+
+def test_artists_action_is_stashed_not_overwritten(scene_with_rig) -> None:
+    head = scene_with_rig.timar.character
+    key = head.data.shape_keys
+    key.key_blocks["Exp001"].value = 0.7
+    key.key_blocks["Exp001"].keyframe_insert("value", frame=5)
+    own = key.animation_data.action
+    own_name = own.name
+    before = snapshot()["actions"][own_name]
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    assert key.animation_data.action is not own
+    assert snapshot()["actions"][own_name] == before  # untouched
+    stash = [t for t in key.animation_data.nla_tracks if t.name.startswith("[Action Stash]")]
+    assert len(stash) == 1 and stash[0].strips[0].action is own and stash[0].mute
+
+
+def test_several_takes_each_get_their_own_saved_actions(scene_with_rig) -> None:
+    scene_with_rig.timar.takes = 2
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    names = sorted(a.name for a in bpy.data.actions if a.name.startswith("TIMAR"))
+    assert len(names) == 4 and any("seed 3" in n for n in names) and any("seed 4" in n for n in names)
+    assert all(bpy.data.actions[n].use_fake_user for n in names)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["missing_audio", "not_audio", "no_shape_keys", "broken_model", "missing_bone"],
+)
+def test_failures_leave_the_scene_exactly_as_it_was(scene_with_rig, tmp_path: Path, breakage: str) -> None:
+    s = scene_with_rig.timar
+    head = s.character
+    head.data.shape_keys.key_blocks["Exp002"].keyframe_insert("value", frame=1)
+    if breakage == "missing_audio":
+        s.user_audio = str(tmp_path / "nowhere.wav")
+    elif breakage == "not_audio":
+        (tmp_path / "notes.wav").write_text("not audio")
+        s.user_audio = str(tmp_path / "notes.wav")
+    elif breakage == "no_shape_keys":
+        bpy.ops.mesh.primitive_cube_add()
+        s.character = bpy.context.active_object
+    elif breakage == "broken_model":
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "manifest.json").write_text("{}")
+        s.model_path = str(tmp_path / "model")
+    elif breakage == "missing_bone":
+        bpy.ops.timar.fill_channel_map()
+        item = next(i for i in head.timar_channels if i.kind == "BONE")
+        item.target = "no_such_bone"
+    before = snapshot()
+    if breakage == "no_shape_keys":
+        assert not bpy.ops.timar.generate.poll()
+    else:
+        with pytest.raises(RuntimeError) as err:
+            bpy.ops.timar.generate()
+        expected = {"missing_audio": "nowhere.wav", "not_audio": "notes.wav", "broken_model": "manifest.json",
+                    "missing_bone": "no_such_bone"}[breakage]
+        assert expected in str(err.value)
+    assert snapshot() == before
+
+
+def test_linked_character_is_refused(scene_with_rig, wavs, tmp_path: Path) -> None:
+    lib = tmp_path / "lib.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(lib))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    with bpy.data.libraries.load(str(lib), link=True) as (src, dst):
+        dst.objects = [n for n in src.objects if n.startswith("TIMAR Test Head")]
+    for obj in dst.objects:
+        bpy.context.scene.collection.objects.link(obj)
+    s = bpy.context.scene.timar
+    s.character = bpy.data.objects["TIMAR Test Head"]
+    s.agent_audio, s.user_audio = str(wavs[0]), str(wavs[1])
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="linked"):
+        bpy.ops.timar.generate()
+    assert snapshot() == before
+
+
+def test_cancel_has_nothing_to_cancel_when_idle(scene_with_rig) -> None:
+    assert not bpy.ops.timar.cancel.poll()
+
+
+def _headless(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "timar_blender.headless", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_headless_single_and_batch(wavs, tmp_path: Path) -> None:
+    agent, user = map(str, wavs)
+    r = _headless(["--create-test-rig", "--agent-audio", agent, "--user-audio", user, "--seed", "1",
+                   "--out", str(tmp_path / "one.blend"), "--json", str(tmp_path / "one.json")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "TIMAR 100.0% done" in r.stdout
+    summary = json.loads((tmp_path / "one.json").read_text())
+    take = summary["dialogues"][0]["takes"][0]
+    # 3 s at 25 fps written into the default 24-fps scene: frames 1..72 (2.96 s)
+    assert summary["failed"] == 0 and take["frames"] == [1, 72] and take["keys"] > 0
+    assert (tmp_path / "one.blend").is_file()
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps([
+        {"create_test_rig": True, "agent_audio": agent, "user_audio": user, "out": str(tmp_path / "a.blend")},
+        {"create_test_rig": True, "agent_audio": str(tmp_path / "missing.wav"), "user_audio": user},
+    ]))
+    base = tmp_path / "base.blend"
+    make_base = ("import bpy; bpy.ops.wm.read_factory_settings(use_empty=True); "
+                 f"bpy.ops.wm.save_as_mainfile(filepath={str(base)!r})")
+    subprocess.run([sys.executable, "-c", make_base], check=True, timeout=300, capture_output=True)
+    r = _headless(["--blend", str(base), "--batch", str(batch), "--json", str(tmp_path / "b.json")], tmp_path)
+    assert r.returncode == 1
+    assert "missing.wav" in r.stderr
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert [d["ok"] for d in b["dialogues"]] == [True, False] and b["failed"] == 1
+    assert (tmp_path / "a.blend").is_file()

@@ -1,0 +1,163 @@
+"""The generation steps that touch bpy, shared by the operator (UI and background) and the
+headless entry point: check the inputs and build an engine request (main thread), then write the
+finished takes (main thread). The engine work in between needs no bpy."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import bpy
+import numpy as np
+
+from ..engine.bundle import CHANNEL_NAMES
+from ..engine.curves import apply_strengths, smooth
+from ..engine.job import Request, Result
+from ..engine.rigmap import describe_unmatched
+from ..engine.sampler import SamplingOptions
+from . import keyframes
+from .rig import channel_map, check_character
+
+MODEL_FPS = 25.0
+
+
+class InputError(ValueError):
+    pass
+
+
+def _abspath(path: str) -> str:
+    return os.path.normpath(bpy.path.abspath(path)) if path else ""
+
+
+def _fcurve(idblock, data_path: str, index: int):
+    ad = idblock.animation_data
+    if ad is None or ad.action is None:
+        return None
+    if keyframes.SLOTTED:
+        from bpy_extras import anim_utils
+
+        bag = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot)
+        return bag.fcurves.find(data_path, index=index) if bag else None
+    return ad.action.fcurves.find(data_path, index=index)
+
+
+def read_user_motion(obj: bpy.types.Object, scene: bpy.types.Scene, start_frame: int, frames: int) -> np.ndarray:
+    """The other person's FLAME-56 motion read back from their animated head (shape keys and
+    quaternion bones through their channel map), sampled at the model's 25 fps."""
+    from mathutils import Quaternion
+
+    from .rig import armature_of
+
+    cmap = channel_map(obj)
+    times = start_frame + np.arange(frames) * keyframes.scene_fps(scene) / MODEL_FPS
+    motion = np.zeros((frames, len(CHANNEL_NAMES)), np.float32)
+    key = obj.data.shape_keys
+    for ch, t in cmap.targets.items():
+        if t.kind == "SHAPE_KEY":
+            fc = _fcurve(key, f'key_blocks["{bpy.utils.escape_identifier(t.name)}"].value', 0)
+            if fc is not None:
+                motion[:, ch] = [fc.evaluate(f) / (t.gain or 1.0) for f in times]
+    arm = armature_of(obj)
+    for bone, channels in cmap.bones().items():
+        path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].rotation_quaternion'
+        curves = [_fcurve(arm, path, i) for i in range(4)] if arm is not None else [None]
+        if any(c is None for c in curves):
+            continue
+        for j, f in enumerate(times):
+            q = Quaternion([c.evaluate(f) for c in curves])
+            axis, angle = q.to_axis_angle()
+            motion[j, channels] = np.asarray(axis) * angle
+    return motion
+
+
+def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
+    """Validate the panel's inputs and turn them into an engine request (no scene changes)."""
+    cmap, arm = check_character(s.character)
+    agent = _abspath(s.agent_audio)
+    user = agent if s.stereo else _abspath(s.user_audio)
+    if not agent:
+        raise InputError("choose the agent's audio file")
+    if not user:
+        raise InputError("choose the user's audio file (or tick One Stereo File)")
+    for path, who in ((agent, "agent"), (user, "user")):
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: {who} audio file not found")
+    a_ch = int(s.agent_channel) if s.stereo else None
+    u_ch = (1 - a_ch) if s.stereo else None
+    model = _abspath(s.model_path)
+    opts = SamplingOptions(context_turns=s.context_turns, cfg=s.cfg, temperature=s.temperature, seed=s.seed)
+    req = Request(
+        agent_audio=agent,
+        user_audio=user,
+        agent_channel=a_ch,
+        user_channel=u_ch,
+        model=model,
+        options=opts,
+        takes=s.takes,
+    )
+    if s.user_motion_object is not None:
+        import soundfile
+
+        seconds = max(soundfile.info(agent).duration, soundfile.info(user).duration)
+        req = replace(
+            req,
+            user_motion=read_user_motion(s.user_motion_object, scene, s.start_frame, int(np.ceil(seconds * MODEL_FPS))),
+        )
+    info = {"map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
+    return req, info
+
+
+def _add_sound(scene: bpy.types.Scene, path: str, start: int) -> None:
+    ed = scene.sequence_editor or scene.sequence_editor_create()
+    strips = ed.strips if hasattr(ed, "strips") else ed.sequences
+    for st in strips:
+        if st.type == "SOUND" and st.sound and _abspath(st.sound.filepath) == path and st.frame_start == start:
+            return  # already there
+    used = {st.channel for st in strips}
+    channel = next(c for c in range(1, 128) if c not in used)
+    strips.new_sound(os.path.basename(path), path, channel, start)
+
+
+def write_result(context: bpy.types.Context, s, req: Request, info: dict, result: Result) -> dict:
+    """Write every take (each its own actions; the last one assigned), add the audio, summarise."""
+    scene = context.scene
+    obj, arm, cmap = s.character, info["armature"], info["map"]
+    done, written_all = [], []
+    try:
+        for k, take in enumerate(result.takes):
+            motion = apply_strengths(take.motion, s.strength_expression, s.strength_jaw, s.strength_head)
+            motion = smooth(motion, s.smoothing)
+            name = f"{obj.name} seed {req.options.seed + k}"
+            w = keyframes.write_take(scene, obj, arm, motion, take.fps, cmap, s.start_frame, name)
+            written_all.append(w)
+            for action in w.actions:
+                action.use_fake_user = True  # every take survives saving, not only the assigned one
+            done.append(
+                {
+                    "take": name,
+                    "actions": [a.name for a in w.actions],
+                    "frames": list(w.frames),
+                    "fcurves": w.fcurves,
+                    "keys": w.keys,
+                }
+            )
+    except Exception:
+        for w in reversed(written_all):
+            keyframes.rollback(w)
+        raise
+    if s.add_sound:
+        for path in dict.fromkeys([req.agent_audio, req.user_audio]):
+            _add_sound(scene, path, s.start_frame)
+    s.provider = f"{result.provider} ({result.provider_reason})"
+    summary = {
+        "character": obj.name,
+        "takes": done,
+        "unmatched": info["unmatched"],
+        "provider": result.provider,
+        "provider_reason": result.provider_reason,
+        "model": result.model,
+        "seconds": result.seconds,
+        "scene_fps": keyframes.scene_fps(scene),
+    }
+    s.last_report = f"{len(done)} take(s), frames {done[-1]['frames'][0]}-{done[-1]['frames'][1]}; {info['unmatched']}"
+    return summary
