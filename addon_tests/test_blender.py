@@ -244,3 +244,37 @@ def test_headless_single_and_batch(wavs, tmp_path: Path) -> None:
     b = json.loads((tmp_path / "b.json").read_text())
     assert [d["ok"] for d in b["dialogues"]] == [True, False] and b["failed"] == 1
     assert (tmp_path / "a.blend").is_file()
+
+
+def test_one_stereo_file_equals_two_mono_files(scene_with_rig, wavs, tmp_path: Path) -> None:
+    agent, _ = sf.read(wavs[0], dtype="float32")
+    user = synth_speech(3.0, RATE, 2, [(0.1, 1.4)])
+    sf.write(tmp_path / "u.wav", user, RATE)
+    sf.write(tmp_path / "both.wav", np.stack([user, agent], axis=1), RATE)  # agent on the right
+    s = scene_with_rig.timar
+    s.user_audio = str(tmp_path / "u.wav")
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    key = s.character.data.shape_keys
+    mono = read_keys(key, 'key_blocks["Exp010"].value')
+    s.stereo, s.agent_audio, s.agent_channel, s.user_audio = True, str(tmp_path / "both.wav"), "1", ""
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    np.testing.assert_array_equal(read_keys(key, 'key_blocks["Exp010"].value'), mono)
+
+
+def test_user_motion_is_read_back_from_another_animated_head(scene_with_rig) -> None:
+    from timar_blender.blender.generate import read_user_motion
+
+    scene = scene_with_rig
+    scene.render.fps, scene.render.fps_base = 25, 1.0
+    s = scene.timar
+    s.start_frame = 1
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    partner = s.character
+    written = read_keys(partner.data.shape_keys, 'key_blocks["Exp001"].value')[:, 1]
+    motion = read_user_motion(partner, scene, 1, len(written))
+    np.testing.assert_allclose(motion[:, 0], written, atol=1e-6)
+    assert np.abs(motion[:, 53:56]).max() > 0  # the neck rotation came back through the bone's quaternion
+    bpy.ops.timar.create_test_rig()  # a second character listens to the first
+    s.user_motion_object = partner
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    assert s.character is not partner and s.character.data.shape_keys.animation_data.action is not None

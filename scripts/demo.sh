@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: train a small TIMAR on DualTalk-format conversations
-# and evaluate it with the DualTalk protocol at context n = 0 and n = 7.
-#   DATA=<folder>   DualTalk-format folder (default: ../shared/fixtures/dualtalk_demo when present,
-#                   otherwise synthetic conversations written to runs/demo/data)
-#   STEPS=<n>       training steps (default 300, about 2 minutes on 2 cores)
+# The main job: animate a character in a two-person dialogue with the bundled model, headless,
+# through the same code as the Blender panel (test rig, keys written, sound strips, .blend saved).
+#   AGENT=<wav> USER=<wav>   the two speech tracks (default: a real DualTalk demo conversation from
+#                            ../shared/fixtures when present, otherwise synthetic speech written here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 [ -x "$PY" ] || { echo "error: run 'bash scripts/setup.sh' first" >&2; exit 1; }
-RUN=${RUN:-runs/demo}
-STEPS=${STEPS:-300}
-FLAGS=()
-if [ -z "${DATA:-}" ]; then
-  if [ -d ../shared/fixtures/dualtalk_demo ]; then
-    DATA=../shared/fixtures/dualtalk_demo
-    FLAGS+=(--allow-missing-motion)   # the published demo has motion for one speaker per conversation
+OUT=${OUT:-runs/demo}
+mkdir -p "$OUT"
+DEMO=../shared/fixtures/dualtalk_demo
+if [ -z "${AGENT:-}" ]; then
+  if [ -d "$DEMO" ]; then
+    AGENT=$DEMO/xkHwlcDSOjc_sub_video_109_000_speaker1.wav
+    USER=$DEMO/xkHwlcDSOjc_sub_video_109_000_speaker2.wav
   else
-    DATA=$RUN/data
-    "$PY" -m model_export.synthetic "$DATA" --clips 4 --seconds 24
+    "$PY" -c "
+import soundfile as sf
+from model_export.synthetic import synth_speech
+sf.write('$OUT/agent.wav', synth_speech(20, 16000, 1, [(0.3, 6), (12, 19)]), 16000)
+sf.write('$OUT/user.wav', synth_speech(20, 16000, 2, [(6.5, 11.5)]), 16000)"
+    AGENT=$OUT/agent.wav USER=$OUT/user.wav
   fi
 fi
-rm -f "$RUN/checkpoint-last.pth"
-"$PY" -m model_export.train --data "$DATA" --out "$RUN" --preset timar_cpu_tiny "${FLAGS[@]}" \
-  --batch-size 8 --stride-turns 2 --lr 1e-3 --warmup-epochs 1 --max-steps "$STEPS" --log-every 25
-"$PY" -m model_export.evaluate --checkpoint "$RUN/checkpoint-last.pth" --data "$DATA" "${FLAGS[@]}" \
-  --context 0 7 --out "$RUN/eval"
+export HOME=${TIMAR_HOME:-$PWD/$OUT/home} XDG_CACHE_HOME=$PWD/$OUT/home/.cache BLENDER_USER_RESOURCES=$PWD/$OUT/home/blender
+"$PY" -m timar_blender.headless --create-test-rig --agent-audio "$AGENT" --user-audio "$USER" --seed 0 \
+  --out "$OUT/take.blend" --json "$OUT/summary.json"
+"$PY" -c "
+import json; s = json.load(open('$OUT/summary.json'))['dialogues'][0]
+t = s['takes'][0]
+print(f\"wrote {t['keys']} keys on {t['fcurves']} curves, frames {t['frames'][0]}-{t['frames'][1]}, \"
+      f\"{s['seconds']:.1f} s of dialogue in {s['generation_seconds']:.1f} s on {s['provider']} -> $OUT/take.blend\")"
