@@ -14,13 +14,14 @@ allowlisted, so a checkpoint can never run code.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from timar_blender.engine.bundle import sha256_of
 
 from .config import PAPER_PRESETS, TimarConfig, config_from_official_args, preset
 from .model import Timar
@@ -43,14 +44,6 @@ class LoadedCheckpoint:
     epoch: int | None
     sha256: str
     raw: dict[str, Any]  # the whole file (optimizer state etc.), for resuming
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
@@ -179,7 +172,7 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, preset_name: str 
         kind=kind,
         weights="ema" if key == "model_ema" else "model",
         epoch=int(epoch) if epoch is not None else None,
-        sha256=file_sha256(path),
+        sha256=sha256_of(path),
         raw=obj,
     )
 

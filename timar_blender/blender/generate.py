@@ -107,11 +107,16 @@ def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
     return req, info
 
 
+def strip_start(strip) -> float:
+    """Where a strip's content starts (``content_start`` from Blender 5.2, ``frame_start`` before)."""
+    return strip.content_start if hasattr(strip, "content_start") else strip.frame_start
+
+
 def _add_sound(scene: bpy.types.Scene, path: str, start: int) -> None:
     ed = scene.sequence_editor or scene.sequence_editor_create()
     strips = ed.strips if hasattr(ed, "strips") else ed.sequences
     for st in strips:
-        if st.type == "SOUND" and st.sound and _abspath(st.sound.filepath) == path and st.frame_start == start:
+        if st.type == "SOUND" and st.sound and _abspath(st.sound.filepath) == path and strip_start(st) == start:
             return  # already there
     used = {st.channel for st in strips}
     channel = next(c for c in range(1, 128) if c not in used)
