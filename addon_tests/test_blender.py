@@ -77,16 +77,18 @@ def snapshot() -> dict:
             out["assigned"][idb.name] = (ad.action.name if ad and ad.action else None,
                                          len(ad.nla_tracks) if ad else 0)
     ed = bpy.context.scene.sequence_editor
-    out["strips"] = len(ed.strips) if ed else 0
+    out["strips"] = len(ed.strips if hasattr(ed, "strips") else ed.sequences) if ed else 0
     return out
 
 
 def read_keys(idblock, data_path: str, index: int = 0) -> np.ndarray:
     ad = idblock.animation_data
-    from bpy_extras import anim_utils
+    if keyframes.SLOTTED:
+        from bpy_extras import anim_utils
 
-    bag = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot)
-    fc = bag.fcurves.find(data_path, index=index)
+        fc = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot).fcurves.find(data_path, index=index)
+    else:  # Blender 4.2/4.3: legacy actions
+        fc = ad.action.fcurves.find(data_path, index=index)
     co = np.zeros(2 * len(fc.keyframe_points), np.float32)
     fc.keyframe_points.foreach_get("co", co)
     return co.reshape(-1, 2)
@@ -127,11 +129,13 @@ def test_generated_keys_survive_save_and_reload(scene_with_rig, wavs, tmp_path: 
     neck_w = read_keys(rig, 'pose.bones["neck"].rotation_quaternion', 0)
     np.testing.assert_allclose(neck_w[:, 1], q[:, 0], atol=1e-5)
     assert head.data.shape_keys.animation_data.action.name.startswith("TIMAR TIMAR Test Head seed 3")
-    ed = bpy.context.scene.sequence_editor
-    from timar_blender.blender.generate import strip_start
+    if bpy.app.build_options.audaspace:
+        from timar_blender.blender.generate import strip_start
 
-    starts = sorted(strip_start(st) for st in ed.strips)
-    assert starts == [10, 10]
+        starts = sorted(strip_start(st) for st in bpy.context.scene.sequence_editor.strips)
+        assert starts == [10, 10]
+    else:  # a Blender built without audio (the bpy 4.2 wheel): keys written, the missing strips reported
+        assert "no sound strip" in bpy.context.scene.timar.last_report
 
 
 def test_artists_action_is_stashed_not_overwritten(scene_with_rig) -> None:

@@ -151,4 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     code = main()
     if os.environ.get("TIMAR_NO_EXIT") is None:
-        sys.exit(code)
+        # leave without interpreter teardown: the bpy 4.2 module can crash there (exit code -11)
+        # after all work is saved, which would turn a success into a failure for a pipeline
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

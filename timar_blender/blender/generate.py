@@ -150,9 +150,13 @@ def write_result(context: bpy.types.Context, s, req: Request, info: dict, result
         for w in reversed(written_all):
             keyframes.rollback(w)
         raise
+    warnings = []
     if s.add_sound:
         for path in dict.fromkeys([req.agent_audio, req.user_audio]):
-            _add_sound(scene, path, s.start_frame)
+            try:
+                _add_sound(scene, path, s.start_frame)
+            except (RuntimeError, OSError) as exc:  # e.g. a Blender build without audio support
+                warnings.append(f"no sound strip for {os.path.basename(path)}: {exc}")
     s.provider = f"{result.provider} ({result.provider_reason})"
     summary = {
         "character": obj.name,
@@ -163,6 +167,9 @@ def write_result(context: bpy.types.Context, s, req: Request, info: dict, result
         "model": result.model,
         "seconds": result.seconds,
         "scene_fps": keyframes.scene_fps(scene),
+        "warnings": warnings,
     }
     s.last_report = f"{len(done)} take(s), frames {done[-1]['frames'][0]}-{done[-1]['frames'][1]}; {info['unmatched']}"
+    if warnings:
+        s.last_report += "; " + "; ".join(warnings)
     return summary

@@ -64,7 +64,7 @@ class TIMAR_OT_generate(bpy.types.Operator):
             self.report({"ERROR"}, f"nothing was written: {exc}")
             return {"CANCELLED"}
         self.summary = summary
-        self.report({"INFO"}, f"TIMAR: {s.last_report} [{result.provider}]")
+        self.report({"WARNING"} if summary["warnings"] else {"INFO"}, f"TIMAR: {s.last_report} [{result.provider}]")
         return {"FINISHED"}
 
     def execute(self, context):
