@@ -284,3 +284,46 @@ def test_user_motion_is_read_back_from_another_animated_head(scene_with_rig) -> 
     s.user_motion_object = partner
     assert bpy.ops.timar.generate() == {"FINISHED"}
     assert s.character is not partner and s.character.data.shape_keys.animation_data.action is not None
+
+
+def test_cancel_mid_generation_writes_nothing(scene_with_rig) -> None:
+    """The UI path: inputs checked on the main thread, the engine on a worker thread, cancelled
+    after its first turn; nothing reaches the scene (the modal timer itself needs a UI session)."""
+    import threading
+
+    from timar_blender.blender import generate
+    from timar_blender.engine.dialogue import Cancelled
+
+    scene = scene_with_rig
+    before = snapshot()
+    req, _info = generate.build_request(scene, scene.timar)
+    cancel, seen, outcome = threading.Event(), [], {}
+
+    def progress(frac: float, text: str) -> None:
+        seen.append(text)
+        if "turn 1/" in text:
+            cancel.set()
+
+    def work() -> None:
+        try:
+            outcome["result"] = job.run(req, progress=progress, should_cancel=cancel.is_set)
+        except Cancelled as exc:
+            outcome["cancelled"] = str(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(60)
+    assert "cancelled" in outcome and "result" not in outcome
+    assert not any("turn 3/" in t for t in seen)
+    assert snapshot() == before
+
+
+def test_headless_as_a_blender_python_script(wavs, tmp_path: Path) -> None:
+    """`blender -b --python timar_blender/headless.py -- ...` runs the file as a script, not a module."""
+    agent, user = map(str, wavs)
+    env = {**os.environ, "PYTHONPATH": ""}
+    r = subprocess.run([sys.executable, str(ROOT / "timar_blender" / "headless.py"), "--", "--create-test-rig",
+                        "--agent-audio", agent, "--user-audio", user, "--json", str(tmp_path / "s.json")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["dialogues"][0]["ok"]
