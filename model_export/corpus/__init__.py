@@ -1,0 +1,1 @@
+"""Self-built training corpus: two-person dialogue audio and its timeline."""
