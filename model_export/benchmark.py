@@ -79,7 +79,9 @@ def measure(label: str, model: Timar, turns: int, threads: int, folder: Path, en
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model_export.benchmark", description=__doc__.split("\n")[0])
-    p.add_argument("--presets", nargs="+", default=["timar_cpu_tiny", "timar_cpu_small", "timar_cpu_medium"])
+    p.add_argument(
+        "--presets", nargs="+", default=["timar_cpu_tiny", "timar_cpu_bundle", "timar_cpu_small", "timar_cpu_medium"]
+    )
     p.add_argument("--large", action="store_true", help="also the official timar_large layout (random weights)")
     p.add_argument("--large-turns", type=int, default=3)
     p.add_argument("--turns", type=int, default=20, help="timed turns per setting")
