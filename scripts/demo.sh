@@ -9,6 +9,7 @@ PY=.venv/bin/python
 [ -x "$PY" ] || { echo "error: run 'bash scripts/setup.sh' first" >&2; exit 1; }
 OUT=${OUT:-runs/demo}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 DEMO=../shared/fixtures/dualtalk_demo
 if [ -z "${AGENT:-}" ]; then
   if [ -d "$DEMO" ]; then
@@ -23,7 +24,8 @@ sf.write('$OUT/user.wav', synth_speech(20, 16000, 2, [(6.5, 11.5)]), 16000)"
     AGENT=$OUT/agent.wav USER=$OUT/user.wav
   fi
 fi
-export HOME=${TIMAR_HOME:-$PWD/$OUT/home} XDG_CACHE_HOME=$PWD/$OUT/home/.cache BLENDER_USER_RESOURCES=$PWD/$OUT/home/blender
+# Blender writes preferences and caches under HOME: keep them inside the output folder
+export HOME=$OUT/home XDG_CACHE_HOME=$OUT/home/.cache BLENDER_USER_RESOURCES=$OUT/home/blender
 "$PY" -m timar_blender.headless --create-test-rig --agent-audio "$AGENT" --user-audio "$USER" --seed 0 \
   --out "$OUT/take.blend" --json "$OUT/summary.json"
 "$PY" -c "
