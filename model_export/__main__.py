@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="float16 graphs for GPUs (inputs/outputs stay float32); the parity check then reports fp16 error",
     )
+    e.add_argument(
+        "--provenance-file",
+        type=Path,
+        help="JSON describing the training data (e.g. the corpus's corpus.json), stored in the manifest",
+    )
     e.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -58,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         "speech_features": ck.config.speech_encoder if args.wav2vec2 is None else f"wav2vec2:{args.wav2vec2.name}",
         "config": ck.config.to_dict(),
     }
+    if args.provenance_file is not None:
+        import json
+
+        try:
+            source["training_data"] = json.loads(args.provenance_file.read_text())
+        except (OSError, ValueError) as exc:
+            p.error(f"--provenance-file {args.provenance_file}: {exc}")
     manifest = export_bundle(
         ck.model,
         features,

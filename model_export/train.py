@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--blr", type=float, default=1e-4, help="base lr; lr = blr * global batch / 256")
     p.add_argument("--lr", type=float, default=None, help="absolute lr (overrides --blr)")
     p.add_argument("--warmup-epochs", type=float, default=100)
+    p.add_argument(
+        "--cosine",
+        action="store_true",
+        help="after warm-up, decay the lr along a cosine to 10%% at the last step (needs --max-steps or --epochs)",
+    )
     p.add_argument("--weight-decay", type=float, default=0.02)
     p.add_argument("--grad-clip", type=float, default=3.0)
     p.add_argument("--ema-rate", type=float, default=0.9999)
@@ -90,8 +95,14 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
-def lr_at(epoch_float: float, base_lr: float, warmup_epochs: float) -> float:
-    return base_lr * epoch_float / warmup_epochs if epoch_float < warmup_epochs else base_lr
+def lr_at(epoch_float: float, base_lr: float, warmup_epochs: float, decay: float = 0.0) -> float:
+    """Linear warm-up, then constant (the paper) or, with ``decay`` = fraction of the run done after
+    warm-up in (0, 1], a cosine decay to 10 % of the base rate (for fixed-budget CPU runs)."""
+    if epoch_float < warmup_epochs:
+        return base_lr * epoch_float / warmup_epochs
+    if decay <= 0.0:
+        return base_lr
+    return base_lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(decay, 1.0))))
 
 
 def ema_decay(rate: float, step: int, warmup: bool) -> float:
@@ -327,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             if i < skip:
                 continue
             ef = epoch + i / steps_per_epoch
-            cur_lr = lr_at(ef, lr, args.warmup_epochs)
+            warm = args.warmup_epochs * steps_per_epoch
+            decay = (step - warm) / max(total - warm, 1) if args.cosine and step >= warm else 0.0
+            cur_lr = lr_at(ef, lr, args.warmup_epochs, decay)
             for g in optimizer.param_groups:
                 g["lr"] = cur_lr
             b = {k: v.to(device, non_blocking=True) for k, v in b.items()}

@@ -1,23 +1,33 @@
 """Build a training corpus in DualTalk layout: synthetic dialogues (``dialogue.py``) with FLAME-56
 motion for both speakers from the calibrated teacher (``teacher.py``).
 
-    python -m model_export.corpus.build OUT --dialogues 200 --seconds 60 --seed 0 [--real]
+    python -m model_export.corpus.build OUT --dialogues 180 --seconds 60 --seed 0 --jobs 2 \
+        [--fold CLIP] [--real] [--audio-from OTHER_CORPUS]
 
 Writes ``<clip>_speaker{1,2}.wav``, ``<clip>_speaker{1,2}.npz`` (``exp`` (T, 50), ``pose`` (T, 6) =
 [neck | jaw], as DualTalk stores them), ``<clip>_timeline.json``, and ``corpus.json`` with its size
 and make-up (hours, voices, share of speech / listening / overlap). Reproducible from the seed.
+
+``--fold CLIP`` calibrates the teacher on that one real clip (see ``flame_calibration.json`` folds)
+so the other real clip stays unseen for evaluation; ``--real`` then adds only the real conversation
+the fold was calibrated on (its audio, teacher motion), never the held-out one. ``--audio-from``
+re-teaches an existing corpus's audio with another calibration (WAVs and timelines are linked, not
+copied), so two folds share the same synthetic speech.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-from .dialogue import corpus_summary, write_dialogue
+from .dialogue import DEMO_DIR, add_real_dialogues, corpus_summary, write_dialogue
 from .teacher import load_calibration, teach
 
 
@@ -26,18 +36,87 @@ def write_motion(path: Path, motion: np.ndarray) -> None:
     np.savez(path, exp=motion[:, :50].astype(np.float32), pose=pose.astype(np.float32))
 
 
-def build(out: Path, dialogues: int, seconds: float, seed: int, calib: dict | None = None) -> dict:
+def fold_stats(calib: dict, fold: str | None) -> dict:
+    """The teacher's statistics: clip-averaged (``fold`` None) or one real clip's."""
+    if fold is None:
+        return calib["stats"]
+    if fold not in calib["folds"]:
+        raise ValueError(f"unknown calibration fold {fold!r}; the calibration has {sorted(calib['folds'])}")
+    return calib["folds"][fold]
+
+
+def _read_tracks(folder: Path, clip: str) -> tuple[list[np.ndarray], dict]:
+    meta = json.loads((folder / f"{clip}_timeline.json").read_text())
+    tracks = [sf.read(folder / f"{clip}_speaker{k}.wav", dtype="float32")[0] for k in (1, 2)]
+    return tracks, meta
+
+
+def _teach_clip(folder: Path, clip: str, seed: int, stats: dict) -> None:
+    tracks, meta = _read_tracks(folder, clip)
+    m1, m2 = teach(tracks, meta["segments"], seed, stats)
+    write_motion(folder / f"{clip}_speaker1.npz", m1)
+    write_motion(folder / f"{clip}_speaker2.npz", m2)
+
+
+def _one(out: Path, seed: int, seconds: float, stats: dict, audio_from: Path | None) -> str:
+    clip = f"dlg{seed:05d}"
+    if audio_from is None:
+        write_dialogue(out, clip, seed, seconds)
+    else:
+        for name in (f"{clip}_speaker1.wav", f"{clip}_speaker2.wav", f"{clip}_timeline.json"):
+            src = (audio_from / name).resolve()
+            if not src.exists():
+                raise FileNotFoundError(f"{src}: missing in the corpus given to --audio-from")
+            (out / name).unlink(missing_ok=True)
+            os.symlink(src, out / name)
+    _teach_clip(out, clip, seed, stats)
+    return clip
+
+
+def build(
+    out: Path,
+    dialogues: int,
+    seconds: float,
+    seed: int,
+    calib: dict | None = None,
+    *,
+    fold: str | None = None,
+    real: bool = False,
+    jobs: int = 1,
+    audio_from: Path | None = None,
+    demo: Path = DEMO_DIR,
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     calib = calib or load_calibration()
+    stats = fold_stats(calib, fold)
     t0 = time.time()
-    for i in range(dialogues):
-        clip = f"dlg{seed + i:05d}"
-        d = write_dialogue(out, clip, seed + i, seconds)
-        m1, m2 = teach(d.tracks, d.timeline, seed + i, calib)
-        write_motion(out / f"{clip}_speaker1.npz", m1)
-        write_motion(out / f"{clip}_speaker2.npz", m2)
-        print(f"corpus {i + 1}/{dialogues} {clip} ({time.time() - t0:.0f} s)", flush=True)
-    summary = {**corpus_summary(out), "seed": seed, "seconds_to_build": round(time.time() - t0, 1)}
+    seeds = [seed + i for i in range(dialogues)]
+    done = 0
+    with ProcessPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        futures = [pool.submit(_one, out, s, seconds, stats, audio_from) for s in seeds]
+        for f in futures:
+            clip = f.result()
+            done += 1
+            print(f"corpus {done}/{dialogues} {clip} ({time.time() - t0:.0f} s)", flush=True)
+    real_clips: list[str] = []
+    if real:
+        # only the conversation the teacher was calibrated on; the other real clip stays held out
+        keep = None if fold is None else fold.rsplit("_speaker", 1)[0]
+        for name in add_real_dialogues(out, demo):
+            if keep is not None and name != f"real_{keep}":
+                for suffix in ("_speaker1.wav", "_speaker2.wav", "_timeline.json"):
+                    (out / f"{name}{suffix}").unlink()
+                continue
+            _teach_clip(out, name, seed, stats)
+            real_clips.append(name)
+    summary = {
+        **corpus_summary(out),
+        "seed": seed,
+        "synthetic_dialogues": dialogues,
+        "real_dialogues": real_clips,
+        "calibration": fold or "mean of all folds",
+        "seconds_to_build": round(time.time() - t0, 1),
+    }
     (out / "corpus.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -48,10 +127,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dialogues", type=int, default=200)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--fold", default=None, help="calibrate the teacher on this real clip only")
+    p.add_argument("--real", action="store_true", help="add the real demo conversation(s) allowed by --fold")
+    p.add_argument("--audio-from", type=Path, default=None, help="reuse this corpus's audio (linked)")
     args = p.parse_args(argv)
-    s = build(args.out, args.dialogues, args.seconds, args.seed)
+    s = build(
+        args.out,
+        args.dialogues,
+        args.seconds,
+        args.seed,
+        fold=args.fold,
+        real=args.real,
+        jobs=args.jobs,
+        audio_from=args.audio_from,
+    )
     shares = {k: round(v, 3) for k, v in s.items() if isinstance(v, float) and k != "hours"}
-    print(f"{s['dialogues']} dialogues, {s['hours']:.2f} h, {len(s['voices'])} voices, {shares}")
+    print(f"{s['dialogues']} dialogues, {s['hours']:.2f} h, {len(s['voices'])} voices, {shares}, "
+          f"calibration: {s['calibration']}, real: {s['real_dialogues']}")
     return 0
 
 
