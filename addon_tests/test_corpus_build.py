@@ -33,3 +33,30 @@ def test_corpus_is_dualtalk_format_with_motion_for_both_speakers(tmp_path: Path)
     assert np.array_equal(
         load_flame56(again / "dlg00005_speaker2.npz"), load_flame56(tmp_path / "dlg00005_speaker2.npz")
     )
+
+
+def test_fold_calibration_real_audio_and_shared_audio(tmp_path: Path) -> None:
+    from model_export.corpus.teacher import load_calibration
+
+    demo = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "dualtalk_demo"
+    if not demo.is_dir():
+        pytest.skip(f"{demo} is absent (../shared fixtures are not in a fresh clone)")
+    calib = load_calibration()
+    keep, other = sorted(calib["folds"])[1], sorted(calib["folds"])[0]
+    a = build(tmp_path / "a", dialogues=2, seconds=10.0, seed=7, fold=keep, real=True, jobs=2, demo=demo)
+    conv = keep.rsplit("_speaker", 1)[0]
+    assert a["calibration"] == keep and a["real_dialogues"] == [f"real_{conv}"]
+    held_out = other.rsplit("_speaker", 1)[0]
+    assert not list((tmp_path / "a").glob(f"real_{held_out}*")), "the held-out real conversation leaked in"
+    assert len(scan_folder(tmp_path / "a").directions) == 6  # 2 synthetic + 1 real conversation, both sides
+    b = build(tmp_path / "b", dialogues=2, seconds=10.0, seed=7, fold=other, audio_from=tmp_path / "a")
+    assert b["calibration"] == other and b["real_dialogues"] == []
+    wav = tmp_path / "b" / "dlg00007_speaker1.wav"
+    assert wav.is_symlink() and wav.resolve() == (tmp_path / "a" / "dlg00007_speaker1.wav").resolve()
+    ma = load_flame56(tmp_path / "a" / "dlg00007_speaker1.npz")
+    mb = load_flame56(tmp_path / "b" / "dlg00007_speaker1.npz")
+    assert ma.shape == mb.shape and not np.allclose(ma, mb)  # same speech, other calibration
+    neck_a = ma[:, 53:56].mean(0)
+    assert np.allclose(neck_a, calib["folds"][keep]["neck_mean"], atol=0.05)
+    with pytest.raises(ValueError, match="unknown calibration fold 'nope'"):
+        build(tmp_path / "c", dialogues=1, seconds=5.0, seed=1, fold="nope")

@@ -230,3 +230,17 @@ def test_clips_shorter_than_window_exit_2(tmp_path: Path, capsys: pytest.Capture
     # a window that fits makes the same clips usable
     assert main(_args(folder, out, "--max-steps 1 --window-turns 4")) == 0
     assert (out / "checkpoint-last.pth").exists()
+
+
+def test_cosine_lr_schedule():
+    import itertools
+
+    from model_export.train import lr_at
+
+    assert lr_at(0.5, 1e-3, 1.0) == pytest.approx(5e-4)  # warm-up is unchanged
+    assert lr_at(2.0, 1e-3, 1.0) == 1e-3  # constant after warm-up without --cosine (the paper)
+    assert lr_at(2.0, 1e-3, 1.0, decay=1e-9) == pytest.approx(1e-3)
+    assert lr_at(2.0, 1e-3, 1.0, decay=0.5) == pytest.approx(5.5e-4)
+    assert lr_at(2.0, 1e-3, 1.0, decay=1.0) == pytest.approx(1e-4)
+    values = [lr_at(2.0, 1e-3, 1.0, decay=k / 20) for k in range(1, 21)]
+    assert all(a > b for a, b in itertools.pairwise(values))
