@@ -338,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"behaviour checks on {set_name}: done")
     real_listen = {k: (np.asarray(v["head"]["listen"]["std"]) * RAD2DEG).tolist() for k, v in calib["folds"].items()}
 
+    from .benchmark import turn_latencies
+
+    lat = turn_latencies(engine, 7, 40) * 1e3
+    beh["latency_ms"] = {"median": float(np.median(lat)), "p95": float(np.percentile(lat, 95)), "turns": len(lat)}
+    log(f"latency at n = 7: {beh['latency_ms']['median']:.1f} ms median")
+
     long_dir = scan_folder(args.long).directions[0]
     conv = load_conversation(long_dir, normalize=False)
     t0 = time.perf_counter()
@@ -409,7 +415,8 @@ def render(args, manifest: dict, calib: dict, folds: dict, beh: dict, real_liste
         f"A small TIMAR (turn-level interleaved masked autoregression, arXiv 2512.15340): width {model['width']}, "
         f"depth {model['depth']}, {model['parameters'] / 1e6:.2f} M parameters, log-mel speech encoder, "
         f"context up to {model['max_context_turns'] - 1} past turns, bundle {size_mb:.1f} MB "
-        f"({manifest['precision']}). "
+        f"({manifest['precision']}), {beh['latency_ms']['median']:.1f} ms per 1-s turn at n = 7 in the engine "
+        f"(p95 {beh['latency_ms']['p95']:.1f} ms, 2 CPU cores, measured for this card). "
         "It is the paper's architecture and code path at CPU size, trained on this project's own corpus on a "
         "2-core CPU. It makes the agent's FLAME-56 motion (50 expression coefficients, jaw and neck "
         "rotation) at 25 fps from both people's speech.\n"
