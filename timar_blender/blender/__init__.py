@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panel, props
+from . import live, operators, panel, props
 
 
 def register() -> None:
     props.register()
     for cls in operators.CLASSES + panel.CLASSES:
         bpy.utils.register_class(cls)
+    live.register()
 
 
 def unregister() -> None:
+    live.unregister()
     for cls in reversed(operators.CLASSES + panel.CLASSES):
         bpy.utils.unregister_class(cls)
     props.unregister()

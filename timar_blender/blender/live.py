@@ -1,0 +1,517 @@
+"""Live mode in Blender: the character listens to a microphone in the viewport, turn by turn.
+
+Capture (PortAudio's thread) and inference (the session's worker) never run on the main thread; a
+``bpy.app.timers`` tick shows the newest frames on the character's shape keys and bones. Stop saves
+the captured audio as a WAV (next to the .blend, or in a user folder while it is unsaved), then
+writes the take with the offline writer (``generate.write_result``: new actions, the artist's
+action stashed, rolled back on failure) and adds the sound strips. The values shown live are put
+back first, so the scene changes only by the take.
+
+In background mode timers do not fire: scripts and tests call ``tick()`` themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import bpy
+import numpy as np
+from bpy.app.handlers import persistent
+from bpy.props import FloatProperty, PointerProperty, StringProperty
+
+from ..engine import job
+from ..engine.audio import AudioError, load_audio
+from ..engine.bundle import CHANNEL_NAMES
+from ..engine.capture import CaptureError, SoundDeviceSource, Source, input_devices, refresh_devices
+from ..engine.curves import apply_strengths
+from ..engine.live import LiveSession, LiveTake, latency_stats
+from ..engine.rigmap import ChannelMap, describe_unmatched
+from ..engine.sampler import SamplingOptions
+from . import generate, keyframes
+from .rig import RigError, check_character
+
+TICK = 0.01  # s between timer ticks: frames appear within ~5 ms of being ready on average
+
+
+class LiveError(ValueError):
+    """Live mode cannot start or finish; the message says why."""
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+_device_cache: list[str] = []
+
+
+def _device_search(_self, _context, edit_text: str) -> list[str]:
+    if not _device_cache:
+        try:
+            _device_cache.extend(d.label for d in input_devices())
+        except CaptureError as exc:
+            return [str(exc)]
+    low = edit_text.lower()
+    return [d for d in _device_cache if low in d.lower()] or list(_device_cache)
+
+
+class TIMAR_PG_live(bpy.types.PropertyGroup):
+    device: StringProperty(
+        name="Input Device",
+        search=_device_search,
+        description="Microphone (empty = the system's default input)",
+    )
+    agent_audio: StringProperty(
+        name="Agent Audio",
+        subtype="FILE_PATH",
+        description="Optional: the character's own speech, aligned with the microphone from Start; "
+        "empty = the character only listens",
+    )
+    max_seconds: FloatProperty(
+        name="Stop After", default=0.0, min=0.0, soft_max=600.0, unit="TIME_ABSOLUTE",
+        description="Stop by itself after this much audio (0 = until Stop)",
+    )
+    running: bpy.props.BoolProperty(options={"SKIP_SAVE"})
+    status: StringProperty(options={"SKIP_SAVE"})
+    latency: StringProperty(options={"SKIP_SAVE"})
+    provider: StringProperty(options={"SKIP_SAVE"})
+    last_report: StringProperty(description="What the last live take wrote")
+
+
+# --- the running take --------------------------------------------------------------------------
+
+
+@dataclass
+class _Shown:
+    """One animated property: how to set it live and what it held before."""
+
+    owner: object
+    prop: str
+    before: object
+
+
+@dataclass
+class LiveRun:
+    session: LiveSession
+    scene: str
+    character: str
+    cmap: ChannelMap
+    armature: str | None
+    agent_path: str
+    request: job.Request
+    provider: str
+    provider_reason: str
+    model: str
+    strengths: tuple[float, float, float]
+    shown: list[_Shown] = field(default_factory=list)
+    last_frame: tuple[int, int] | None = None
+    summary: dict | None = None
+
+
+_run: LiveRun | None = None
+
+
+def active() -> LiveRun | None:
+    return _run
+
+
+def _options(s) -> SamplingOptions:
+    return SamplingOptions(context_turns=s.context_turns, cfg=s.cfg, temperature=s.temperature, seed=s.seed)
+
+
+def start(context, source: Source | None = None) -> LiveRun:
+    """Check everything, open the microphone (or ``source``), start the session and the timer.
+
+    Raises LiveError with the reason; nothing in the scene changes until frames arrive."""
+    global _run
+    if _run is not None:
+        raise LiveError("live mode is already running")
+    scene = context.scene
+    s, live = scene.timar, scene.timar_live
+    try:
+        cmap, arm = check_character(s.character)
+    except RigError as exc:
+        raise LiveError(str(exc)) from exc
+    agent_path = generate._abspath(live.agent_audio)
+    agent = None
+    if agent_path:
+        try:
+            agent = load_audio(agent_path)
+        except AudioError as exc:
+            raise LiveError(str(exc)) from exc
+    opts = _options(s)
+    model = generate._abspath(s.model_path)
+    try:
+        backend = job.backend_for(model)
+        if source is None:
+            source = SoundDeviceSource(live.device or None)
+        session = LiveSession(backend, source, opts, agent_audio=agent, max_seconds=live.max_seconds or None)
+        session.start()
+    except (CaptureError, OSError, RuntimeError, ValueError) as exc:
+        raise LiveError(str(exc)) from exc
+    request = job.Request(agent_audio=agent_path, user_audio="", model=model, options=opts)
+    run = LiveRun(
+        session=session,
+        scene=scene.name,
+        character=s.character.name,
+        cmap=cmap,
+        armature=arm.name if arm is not None else None,
+        agent_path=agent_path,
+        request=request,
+        provider=backend.provider,
+        provider_reason=backend.choice.reason,
+        model=str(backend.bundle.folder),
+        strengths=(s.strength_expression, s.strength_jaw, s.strength_head),
+    )
+    _remember(run, s.character, arm)
+    _run = run
+    live.running, live.status, live.latency = True, f"listening to {source.name}", ""
+    live.provider = f"{backend.provider} ({backend.choice.reason})"
+    if not bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.register(_timer, first_interval=TICK)
+    return run
+
+
+def _remember(run: LiveRun, obj, arm) -> None:
+    """Note each driven property's value (and shape-key slider range) so Stop can put it back."""
+    key = obj.data.shape_keys
+    for t in run.cmap.targets.values():
+        if t.kind == "SHAPE_KEY":
+            kb = key.key_blocks[t.name]
+            run.shown += [_Shown(kb, "value", kb.value), _Shown(kb, "slider_min", kb.slider_min),
+                          _Shown(kb, "slider_max", kb.slider_max)]
+            kb.slider_min, kb.slider_max = -10.0, 10.0  # FLAME values are signed
+    for bone in run.cmap.bones():
+        pb = arm.pose.bones[bone]
+        for prop in ("rotation_quaternion", "rotation_axis_angle", "rotation_euler"):
+            run.shown.append(_Shown(pb, prop, tuple(getattr(pb, prop))))
+
+
+def _restore(run: LiveRun) -> None:
+    for item in reversed(run.shown):
+        with contextlib.suppress(ReferenceError, AttributeError, TypeError):  # deleted meanwhile
+            setattr(item.owner, item.prop, item.before)
+
+
+def apply_frame(run: LiveRun, values: np.ndarray) -> None:
+    """Show one model frame (56 values) on the character through its channel map."""
+    obj = bpy.data.objects[run.character]
+    v = apply_strengths(values[None], *run.strengths)[0]
+    key = obj.data.shape_keys
+    for ch, t in run.cmap.targets.items():
+        if t.kind == "SHAPE_KEY":
+            key.key_blocks[t.name].value = float(v[ch] * t.gain)
+    if run.armature is not None:
+        arm = bpy.data.objects[run.armature]
+        for bone, channels in run.cmap.bones().items():
+            pb = arm.pose.bones[bone]
+            rotvec = np.array([[v[ch] * run.cmap.targets[ch].gain for ch in channels]], np.float32)
+            prop, rot = keyframes._bone_rotation(pb, rotvec)
+            setattr(pb, prop, rot[0])
+
+
+def _redraw() -> None:
+    wm = bpy.context.window_manager
+    for win in wm.windows if wm else []:
+        for area in win.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+def _describe_latency(session: LiveSession) -> str:
+    turns = [t for t in session.turns if t.applied is not None and not t.final]
+    if not turns:
+        return ""
+    st = latency_stats([t.applied - t.audio_end for t in turns])
+    last = (turns[-1].applied - turns[-1].audio_end) * 1000
+    return f"latency {last:.0f} ms (median {st['median_ms']:.0f}, p95 {st['p95_ms']:.0f}) after each 1-s turn"
+
+
+def tick(now: float | None = None) -> bool:
+    """One timer step: show the frame due now; finish the take on an error or at Stop After.
+
+    Returns False when live mode has ended. Never raises (a raising timer is dropped silently)."""
+    run = _run
+    if run is None:
+        return False
+    scene = bpy.data.scenes.get(run.scene)
+    try:
+        session = run.session
+        new = session.poll()
+        now = time.perf_counter() if now is None else now
+        shown = session.frame_at(now)
+        if shown is not None and shown[:2] != run.last_frame:
+            apply_frame(run, shown[2])
+            run.last_frame = shown[:2]
+            session.mark_applied(shown[0], time.perf_counter())
+            _redraw()
+        if new and scene is not None:
+            live = scene.timar_live
+            live.status = f"{session.captured_seconds:.1f} s captured, {len(session.turns)} turns"
+            live.latency = _describe_latency(session)
+        if session.error or session.done:
+            _finish_from_timer()
+            return False
+    except Exception as exc:  # e.g. the character was deleted while live
+        run.session._fail(f"live display failed: {exc}")
+        _finish_from_timer()
+        return False
+    return True
+
+
+def _finish_from_timer() -> None:
+    """Stop After or a failure ended the take: write it as Stop would, as its own undo step."""
+    finish()
+    with contextlib.suppress(RuntimeError):  # no undo stack without a window (background mode)
+        bpy.ops.ed.undo_push(message="TIMAR live take")
+
+
+def _timer() -> float | None:
+    return TICK if tick() else None
+
+
+# --- stop: save the audio, write the take ------------------------------------------------------
+
+
+def capture_folder() -> tuple[Path, str]:
+    """Next to the .blend; while it is unsaved, the extension's user folder (or Blender's, or temp)."""
+    if bpy.data.filepath:
+        return Path(bpy.data.filepath).resolve().parent, "next to the .blend"
+    root = __package__.rsplit(".", 1)[0]
+    try:
+        return Path(bpy.utils.extension_path_user(root, path="live", create=True)), "in the extension's user folder"
+    except (ValueError, AttributeError, OSError):  # not installed as an extension (scripts, tests)
+        pass
+    try:
+        return Path(bpy.utils.user_resource("DATAFILES", path="timar_live", create=True)), "in Blender's user folder"
+    except (ValueError, OSError):
+        folder = Path(tempfile.gettempdir()) / "timar_live"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder, "in the temporary folder"
+
+
+def save_capture(take: LiveTake) -> tuple[str, str]:
+    """The microphone audio as heard by the model (16 kHz, float: bit-exact) -> (path, where)."""
+    import soundfile
+
+    folder, where = capture_folder()
+    stem = Path(bpy.data.filepath).stem if bpy.data.filepath else "untitled"
+    base = f"{stem}_live_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    path = folder / f"{base}.wav"
+    k = 1
+    while path.exists():
+        path, k = folder / f"{base}_{k}.wav", k + 1
+    soundfile.write(str(path), take.user_audio, take.rate, subtype="FLOAT")
+    return str(path), where
+
+
+def finish(write: bool = True) -> dict:
+    """Stop capturing, save the captured audio and, with ``write``, write the take. Returns a summary
+    with ``report`` (one line for the UI), ``error``, ``wav`` and, when written, the writer's summary."""
+    global _run
+    run, _run = _run, None
+    if run is None:
+        raise LiveError("live mode is not running")
+    if bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.unregister(_timer)
+    take = run.session.stop()
+    _restore(run)
+    out: dict = {"error": take.error, "warnings": list(take.warnings), "seconds": take.seconds,
+                 "turns": len(take.turns), "latency": latency_stats(
+                     [t.applied - t.audio_end for t in take.turns if t.applied is not None and not t.final]),
+                 "take": take}
+    scene = bpy.data.scenes.get(run.scene)
+    parts = [take.error] if take.error else []
+    if not len(take.user_audio):
+        parts.append("nothing was captured; nothing written")
+    else:
+        try:
+            wav, where = save_capture(take)
+            out["wav"] = wav
+            parts.append(f"{take.seconds:.1f} s captured; audio saved {where}: {wav}")
+        except (OSError, RuntimeError) as exc:  # soundfile reports write failures as RuntimeError
+            parts.append(f"the captured audio could not be saved, nothing written: {exc}")
+            out["error"] = out["error"] or str(exc)
+    if write and "wav" in out:
+        try:
+            out["written"] = _write(run, take, wav, scene)
+            w = out["written"]["takes"][-1]
+            parts.append(f"take written, frames {w['frames'][0]}-{w['frames'][1]}")
+            out["warnings"] += out["written"]["warnings"]
+        except (LiveError, RigError, keyframes.WriteError, RuntimeError, ValueError) as exc:
+            parts.append(f"nothing was written: {exc}")
+            out["error"] = out["error"] or str(exc)
+    out["report"] = "; ".join(parts + out["warnings"])
+    if scene is not None:
+        live = scene.timar_live
+        live.running, live.status = False, ""
+        live.last_report = out["report"]
+    _redraw()
+    return out
+
+
+def _write(run: LiveRun, take: LiveTake, wav: str, scene) -> dict:
+    if scene is None:
+        raise LiveError(f"scene '{run.scene}' is gone")
+    if not len(take.motion):
+        raise LiveError("no frames were generated")
+    s = scene.timar
+    obj = bpy.data.objects.get(run.character)
+    cmap, arm = check_character(obj)
+    req = job.Request(
+        agent_audio=run.agent_path or wav, user_audio=wav, model=run.model, options=run.request.options
+    )
+    result = job.Result([take.dialogue_motion()], run.provider, run.provider_reason, run.model, take.seconds)
+    info = {"map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
+    if s.character is not obj:
+        s.character = obj
+    return generate.write_result(SimpleNamespace(scene=scene), s, req, info, result)
+
+
+# --- operators and panel ------------------------------------------------------------------------
+
+
+class TIMAR_OT_live_start(bpy.types.Operator):
+    """Listen to the microphone: the character reacts turn by turn (1-s turns) in the viewport"""
+
+    bl_idname = "timar.live_start"
+    bl_label = "Start Live"
+
+    @classmethod
+    def poll(cls, context):
+        s = getattr(context.scene, "timar", None)
+        if s is None or _run is not None:
+            cls.poll_message_set("Live mode is already running")
+            return False
+        if s.character is None or s.character.type != "MESH" or s.character.data.shape_keys is None:
+            cls.poll_message_set("Choose the character (a mesh with FLAME shape keys)")
+            return False
+        if s.running:
+            cls.poll_message_set("A generation is running")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            run = start(context)
+        except LiveError as exc:
+            self.report({"ERROR"}, f"TIMAR live: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"TIMAR live: listening to {run.session.source.name} [{run.provider}]")
+        return {"FINISHED"}
+
+
+class TIMAR_OT_live_stop(bpy.types.Operator):
+    """Stop listening and keep the take: keys from the start frame, the audio saved and added as a sound strip"""
+
+    bl_idname = "timar.live_stop"
+    bl_label = "Stop and Keep Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _run is not None
+
+    def execute(self, context):
+        out = finish()
+        self.summary = out
+        if out["error"]:
+            self.report({"ERROR"} if "written" not in out else {"WARNING"}, f"TIMAR live: {out['report']}")
+            return {"FINISHED"} if "written" in out else {"CANCELLED"}
+        self.report({"WARNING"} if out["warnings"] else {"INFO"}, f"TIMAR live: {out['report']}")
+        return {"FINISHED"}
+
+
+class TIMAR_OT_live_refresh_devices(bpy.types.Operator):
+    """Look for microphones again (one plugged in after Blender started)"""
+
+    bl_idname = "timar.live_refresh_devices"
+    bl_label = "Refresh Devices"
+
+    @classmethod
+    def poll(cls, context):
+        return _run is None
+
+    def execute(self, context):
+        _device_cache.clear()
+        try:
+            refresh_devices()
+            _device_cache.extend(d.label for d in input_devices())
+        except CaptureError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{len(_device_cache)} input device(s)")
+        return {"FINISHED"}
+
+
+class TIMAR_PT_live(bpy.types.Panel):
+    bl_label = "Live (Microphone)"
+    bl_idname = "TIMAR_PT_live"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "TIMAR"
+    bl_parent_id = "TIMAR_PT_generate"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        live = context.scene.timar_live
+        col = self.layout.column()
+        col.label(text="Character, model and sampling as above", icon="INFO")
+        row = col.row(align=True)
+        row.prop(live, "device")
+        row.operator("timar.live_refresh_devices", text="", icon="FILE_REFRESH")
+        col.prop(live, "agent_audio")
+        col.prop(live, "max_seconds")
+        if _run is not None:
+            col.operator("timar.live_stop", icon="SNAP_FACE")
+            col.label(text=live.status or "listening", icon="REC")
+            if live.latency:
+                col.label(text=live.latency)
+        else:
+            col.operator("timar.live_start", icon="PLAY")
+        if live.provider:
+            col.label(text=f"Runs on: {live.provider}")
+        if live.last_report:
+            for line in _wrap(live.last_report):
+                col.label(text=line)
+
+
+def _wrap(text: str, width: int = 60) -> list[str]:
+    lines, cur = [], ""
+    for word in text.split(" "):
+        if cur and len(cur) + len(word) > width:
+            lines.append(cur)
+            cur = ""
+        cur = f"{cur} {word}".strip()
+    return [*lines, cur] if cur else lines
+
+
+@persistent
+def _on_load(_dummy) -> None:
+    """Opening another file ends live mode: the audio is saved, no take is written (its scene is going)."""
+    if _run is not None:
+        out = finish(write=False)
+        print(f"TIMAR live stopped by loading a file: {out['report']}", flush=True)
+
+
+CLASSES = (TIMAR_PG_live, TIMAR_OT_live_start, TIMAR_OT_live_stop, TIMAR_OT_live_refresh_devices, TIMAR_PT_live)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.timar_live = PointerProperty(type=TIMAR_PG_live)
+    bpy.app.handlers.load_pre.append(_on_load)
+
+
+def unregister() -> None:
+    if _run is not None:
+        finish(write=False)
+    if _on_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load)
+    del bpy.types.Scene.timar_live
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
