@@ -55,7 +55,8 @@ def engine_cases(case: dict, out: dict, arrays: dict) -> None:
             take.user_audio, take.agent_audio, take.motion)
         arrays[f"{key}_offline"] = generate_dialogue(
             backend, take.user_audio, take.agent_audio, None, opts, normalization="running").motion
-    for key, kwargs in (("missing", {"device": "no_such_microphone"}), ("rate", {"device": "timar_wav", "rate": 768_000})):
+    refused = {"missing": {"device": "no_such_microphone"}, "rate": {"device": "timar_wav", "rate": 768_000}}
+    for key, kwargs in refused.items():
         try:
             SoundDeviceSource(**kwargs)
             out[key] = None

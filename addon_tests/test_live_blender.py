@@ -1,0 +1,170 @@
+"""Blender's live mode in process (the bpy module, background): Start, the timer's tick by hand, Stop,
+with stand-in sources. The real capture device is exercised by test_live.py in a subprocess."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synth_speech
+
+bpy = pytest.importorskip("bpy")
+
+import timar_blender  # noqa: E402
+from timar_blender.blender import keyframes, live  # noqa: E402
+from timar_blender.engine import job  # noqa: E402
+from timar_blender.engine.audio import load_audio  # noqa: E402
+from timar_blender.engine.capture import WaveSource  # noqa: E402
+from timar_blender.engine.curves import resample  # noqa: E402
+from timar_blender.engine.dialogue import generate_dialogue  # noqa: E402
+from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
+
+RATE = 16_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered():
+    if not job.BUNDLED_MODEL.joinpath("manifest.json").exists():
+        pytest.skip("no bundled model in timar_blender/model")
+    timar_blender.register()
+    yield
+    timar_blender.unregister()
+
+
+@pytest.fixture
+def scene(tmp_path: Path):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.timar.create_test_rig()
+    sc = bpy.context.scene
+    sc.timar.seed, sc.timar.context_turns = 2, 3
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    yield sc
+    if live.active() is not None:
+        live.finish(write=False)
+
+
+@pytest.fixture(scope="module")
+def user() -> np.ndarray:
+    return synth_speech(3.0, RATE, 21, [(0.2, 1.2), (1.6, 2.8)])
+
+
+def state() -> dict:
+    """Actions with their keys, assignments, and every driven value (what live mode may touch)."""
+    out = {"actions": sorted(a.name for a in bpy.data.actions), "values": {}, "assigned": {}}
+    head = bpy.data.objects["TIMAR Test Head"]
+    for kb in head.data.shape_keys.key_blocks:
+        out["values"][kb.name] = (round(kb.value, 6), kb.slider_min, kb.slider_max)
+    for pb in bpy.data.objects["TIMAR Test Head Rig"].pose.bones:
+        out["values"][pb.name] = tuple(round(v, 6) for v in pb.rotation_quaternion)
+    for idb in (head.data.shape_keys, bpy.data.objects["TIMAR Test Head Rig"]):
+        ad = idb.animation_data
+        out["assigned"][idb.name] = (ad.action.name if ad and ad.action else None, len(ad.nla_tracks) if ad else 0)
+    return out
+
+
+def keys(idblock, path: str) -> np.ndarray:
+    ad = idblock.animation_data
+    if keyframes.SLOTTED:
+        from bpy_extras import anim_utils
+
+        fc = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot).fcurves.find(path)
+    else:
+        fc = ad.action.fcurves.find(path)
+    co = np.zeros(2 * len(fc.keyframe_points), np.float32)
+    fc.keyframe_points.foreach_get("co", co)
+    return co.reshape(-1, 2)
+
+
+def tick_until(cond, timeout: float = 60.0) -> None:
+    t0 = time.perf_counter()
+    while not cond() and time.perf_counter() - t0 < timeout:
+        if not live.tick():
+            return
+        time.sleep(live.TICK)
+
+
+def test_stop_keeps_the_take_next_to_the_blend_and_stashes_the_artists_action(scene, user, tmp_path) -> None:
+    head = scene.timar.character
+    key = head.data.shape_keys
+    key.key_blocks["Exp003"].value = 0.4
+    key.key_blocks["Exp003"].keyframe_insert("value", frame=1)
+    own = key.animation_data.action
+    run = live.start(bpy.context, WaveSource(user, RATE, realtime=True))
+    assert scene.timar_live.running and "CPU" in scene.timar_live.provider + "CUDA"
+    tick_until(lambda: run.session.captured_seconds >= 1.6)  # real time: past the first turn
+    assert run.last_frame is not None and run.session.turns[0].applied is not None  # shown live
+    assert "latency" in scene.timar_live.latency
+    assert bpy.ops.timar.live_stop() == {"FINISHED"}
+    assert live.active() is None and not scene.timar_live.running
+    report = scene.timar_live.last_report
+    assert "next to the .blend" in report and "take written" in report
+    wav = next(tmp_path.glob("scene_live_*.wav"))
+    captured = load_audio(wav)
+    assert 1.6 <= len(captured) / RATE < 3.0
+    np.testing.assert_array_equal(captured, user[: len(captured)])
+    expected = generate_dialogue(job.backend_for(""), captured, np.zeros_like(captured), None,
+                                 SamplingOptions(seed=2, context_turns=3), normalization="running").motion
+    offsets, values = resample(expected, 25.0, 24.0)
+    got = keys(key, 'key_blocks["Exp010"].value')
+    np.testing.assert_allclose(got[:, 0], scene.timar.start_frame + offsets, atol=1e-4)
+    np.testing.assert_allclose(got[:, 1], values[:, 9], atol=1e-5)
+    assert key.animation_data.action is not own
+    stash = [t for t in key.animation_data.nla_tracks if t.name.startswith("[Action Stash]")]
+    assert len(stash) == 1 and stash[0].strips[0].action is own
+
+
+def test_device_gone_mid_take_writes_what_was_captured(scene, user) -> None:
+    source = WaveSource(user[:30_000], RATE, realtime=False, fail_at_end="the microphone 'USB' stopped (unplugged?)")
+    live.start(bpy.context, source)
+    tick_until(lambda: False)  # the timer ends live mode by itself on the error
+    assert live.active() is None
+    report = scene.timar_live.last_report
+    assert report.startswith("the microphone 'USB' stopped") and "1.9 s captured" in report and "take written" in report
+    got = keys(scene.timar.character.data.shape_keys, 'key_blocks["Exp001"].value')
+    assert len(got) == len(resample(np.zeros((47, 56)), 25.0, 24.0)[0])  # 30000 samples = 47 model frames
+
+
+def test_unsaved_file_saves_the_audio_in_a_user_folder(scene, user, tmp_path, monkeypatch) -> None:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.timar.create_test_rig()
+    monkeypatch.setattr(bpy.utils, "user_resource", lambda kind, path="", create=False: str(tmp_path / "user" / path))
+    (tmp_path / "user" / "timar_live").mkdir(parents=True)
+    bpy.context.scene.timar_live.max_seconds = 1.0
+    live.start(bpy.context, WaveSource(user, RATE, realtime=False))
+    tick_until(lambda: False)
+    report = bpy.context.scene.timar_live.last_report
+    assert "in Blender's user folder" in report and "take written" in report
+    assert len(list((tmp_path / "user" / "timar_live").glob("untitled_live_*.wav"))) == 1
+
+
+def test_a_failed_write_leaves_the_scene_as_it_was_and_keeps_the_audio(scene, user, tmp_path) -> None:
+    before = state()
+    run = live.start(bpy.context, WaveSource(user, RATE, realtime=False))
+    tick_until(lambda: len(run.session.turns) >= 2)
+    assert state()["values"] != before["values"]  # frames were shown
+    bpy.ops.timar.fill_channel_map()  # the map now sends channel 0 to a key the head lacks
+    scene.timar.character.timar_channels[0].target = "NoSuchKey"
+    out = live.finish()
+    assert "nothing was written" in out["report"] and "NoSuchKey" in out["report"]
+    assert Path(out["wav"]).is_file()
+    assert state() == before
+
+
+def test_nothing_captured_writes_nothing(scene) -> None:
+    before = state()
+    live.start(bpy.context, WaveSource(np.zeros(0, np.float32), RATE, fail_at_end="device vanished"))
+    tick_until(lambda: False)
+    assert "nothing was captured" in scene.timar_live.last_report and state() == before
+
+
+def test_start_refuses_a_missing_microphone_clearly(scene) -> None:
+    scene.timar_live.device = "no_such_microphone"
+    before = state()
+    with pytest.raises(RuntimeError, match=r"no_such_microphone|no microphone|PortAudio"):
+        bpy.ops.timar.live_start()
+    assert live.active() is None and state() == before
+    with pytest.raises(live.LiveError, match="already running"):
+        live.start(bpy.context, WaveSource(np.zeros(RATE, np.float32), RATE))
+        live.start(bpy.context, WaveSource(np.zeros(RATE, np.float32), RATE))
