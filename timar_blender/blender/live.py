@@ -112,10 +112,15 @@ class LiveRun:
 
 
 _run: LiveRun | None = None
+_last: dict | None = None  # what the last finish() returned (the timer's finishes have no caller)
 
 
 def active() -> LiveRun | None:
     return _run
+
+
+def last_result() -> dict | None:
+    return _last
 
 
 def _options(s) -> SamplingOptions:
@@ -311,7 +316,7 @@ def save_capture(take: LiveTake) -> tuple[str, str]:
 def finish(write: bool = True) -> dict:
     """Stop capturing, save the captured audio and, with ``write``, write the take. Returns a summary
     with ``report`` (one line for the UI), ``error``, ``wav`` and, when written, the writer's summary."""
-    global _run
+    global _run, _last
     run, _run = _run, None
     if run is None:
         raise LiveError("live mode is not running")
@@ -350,6 +355,7 @@ def finish(write: bool = True) -> dict:
         live.running, live.status = False, ""
         live.last_report = out["report"]
     _redraw()
+    _last = out
     return out
 
 
