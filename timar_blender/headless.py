@@ -4,11 +4,14 @@
         --character Head --agent-audio agent.wav --user-audio user.wav --out take.blend --json summary.json
     python -m timar_blender.headless --blend scene.blend --character Head ...   # with the bpy module
     ... --batch dialogues.json                                                    # many dialogues
+    ... --add-demo-head --export-gltf take.glb --export-csv take.csv              # ARKit demo head, exports
 
 A batch file is a JSON list of objects with the same keys as the options (``agent_audio``,
-``user_audio``, ``out``, ``seed``, ``character``, ...); each entry starts from the same input
-scene. Progress lines go to stdout; the exit code is non-zero if any dialogue failed; the JSON
-summary lists what was written.
+``user_audio``, ``out``, ``seed``, ``character``, ``export_gltf``, ...); each entry starts from the
+same input scene. An export flag given on the command line for a batch names one file per dialogue:
+``{name}`` / ``{index}`` in the path are replaced by the dialogue's name (its ``out`` or agent audio
+file stem) and number, otherwise ``_<index>_<name>`` is appended to the file stem. Progress lines go
+to stdout; the exit code is non-zero if any dialogue failed; the JSON summary lists what was written.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ if __package__ in (None, ""):  # run as a script by Blender's --python: make the
 
 FIELDS = ("character", "agent_audio", "user_audio", "stereo", "agent_channel", "model_path", "context_turns", "cfg",
           "temperature", "seed", "takes", "start_frame", "strength_expression", "strength_jaw", "strength_head",
-          "smoothing", "add_sound", "user_motion_object")
+          "smoothing", "add_sound", "user_motion_object", "rig_type", "retarget_map", "mapping_preset", "blinks")
+EXPORTS = ("export_gltf", "export_fbx", "export_csv", "export_flame")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,6 +38,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--blend", type=Path, help="scene to open first (with `python -m`; Blender takes it as -b FILE)")
     p.add_argument("--character", help="mesh object with FLAME shape keys (default: the scene's TIMAR setting)")
     p.add_argument("--create-test-rig", action="store_true", help="add the test rig and animate it")
+    p.add_argument("--add-demo-head", action="store_true", help="add the ARKit demo head and animate it")
+    # these four default to the scene's own setting (Auto, bundled map, match by name, blinks on)
+    p.add_argument("--rig-type", choices=("AUTO", "FLAME", "ARKIT"))
+    p.add_argument("--retarget-map", help="FLAME -> ARKit retarget map JSON (default: the bundled one)")
+    p.add_argument("--mapping-preset", help="ARKit mapping preset JSON (default: match by name)")
+    p.add_argument("--no-blinks", dest="blinks", action="store_false", default=None, help="ARKit rigs: no blinks")
     p.add_argument("--agent-audio")
     p.add_argument("--user-audio")
     p.add_argument("--stereo", action="store_true", help="--agent-audio is one stereo file with both voices")
@@ -52,6 +62,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--smoothing", type=float, default=0.0)
     p.add_argument("--no-sound", dest="add_sound", action="store_false")
     p.add_argument("--out", type=Path, help="save the result as this .blend (default: overwrite nothing)")
+    p.add_argument("--export-gltf", help="write the animated character as glTF (.glb or .gltf)")
+    p.add_argument("--export-fbx", help="write the animated character as FBX")
+    p.add_argument("--export-csv", help="write the take as a Live Link Face CSV (ARKit-52 + head)")
+    p.add_argument("--export-flame", help="write the take's FLAME-56 motion (.npz or .json)")
     p.add_argument("--batch", type=Path, help="JSON list of dialogues (keys as the options above)")
     p.add_argument("--json", type=Path, help="write a summary of what was written")
     return p.parse_args(argv)
@@ -71,6 +85,8 @@ def run_one(entry: dict, base_blend: str | None) -> dict:
     import bpy
 
     from .blender import generate
+    from .blender.demo_head import build_demo_head
+    from .blender.export import EXPORTERS
     from .blender.rig import create_test_rig
     from .engine import job
 
@@ -81,6 +97,8 @@ def run_one(entry: dict, base_blend: str | None) -> dict:
     s = scene.timar
     if entry.get("create_test_rig"):
         s.character = create_test_rig(bpy.context)
+    if entry.get("add_demo_head"):
+        s.character = build_demo_head(bpy.context)
     for key in FIELDS:
         value = entry.get(key)
         if value is None:
@@ -100,12 +118,34 @@ def run_one(entry: dict, base_blend: str | None) -> dict:
     result = job.run(req, progress=progress)
     summary = generate.write_result(bpy.context, s, req, info, result)
     summary["generation_seconds"] = round(time.time() - t0, 3)
+    summary["exports"] = {}
+    for key in EXPORTS:
+        if entry.get(key):
+            target = Path(entry[key]).resolve()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            kind = key.removeprefix("export_")
+            summary["exports"][kind] = EXPORTERS[kind](bpy.context, s.character, str(target))
     out = entry.get("out")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(out).resolve()), copy=False)
         summary["saved"] = str(Path(out).resolve())
     return summary
+
+
+def _batch_exports(defaults: dict, entry: dict, index: int) -> dict:
+    """Per-dialogue file names for export flags given once for a whole batch."""
+    name = Path(str(entry.get("out") or entry.get("agent_audio") or "dialogue")).stem
+    out = {}
+    for key in EXPORTS:
+        pattern = defaults.get(key)
+        if pattern and not entry.get(key):
+            if "{name}" in pattern or "{index}" in pattern:
+                out[key] = pattern.format(name=name, index=index + 1)
+            else:
+                p = Path(pattern)
+                out[key] = str(p.with_name(f"{p.stem}_{index + 1:03d}_{name}{p.suffix}"))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: {args.batch}: {exc}", file=sys.stderr)
             return 2
-        entries = [{**defaults, **e} for e in entries]
+        entries = [{**defaults, **e, **_batch_exports(defaults, e, i)} for i, e in enumerate(entries)]
     else:
         entries = [defaults]
     results, failed = [], 0

@@ -16,6 +16,8 @@ from ..engine.job import Request, Result
 from ..engine.rigmap import describe_unmatched
 from ..engine.sampler import SamplingOptions
 from . import keyframes
+from .arkit_rig import plan_for, rig_kind
+from .export import store_take
 from .rig import channel_map, check_character
 
 MODEL_FPS = 25.0
@@ -72,7 +74,12 @@ def read_user_motion(obj: bpy.types.Object, scene: bpy.types.Scene, start_frame:
 
 def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
     """Validate the panel's inputs and turn them into an engine request (no scene changes)."""
-    cmap, arm = check_character(s.character)
+    if rig_kind(s.character, s.rig_type) == "ARKIT":
+        plan = plan_for(s.character, s)
+        info = {"kind": "ARKIT", "plan": plan, "map": None, "armature": plan.armature, "unmatched": plan.describe()}
+    else:
+        cmap, arm = check_character(s.character)
+        info = {"kind": "FLAME", "map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
     agent = _abspath(s.agent_audio)
     user = agent if s.stereo else _abspath(s.user_audio)
     if not agent:
@@ -103,7 +110,6 @@ def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
             req,
             user_motion=read_user_motion(s.user_motion_object, scene, s.start_frame, int(np.ceil(seconds * MODEL_FPS))),
         )
-    info = {"map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
     return req, info
 
 
@@ -126,17 +132,22 @@ def _add_sound(scene: bpy.types.Scene, path: str, start: int) -> None:
 def write_result(context: bpy.types.Context, s, req: Request, info: dict, result: Result) -> dict:
     """Write every take (each its own actions; the last one assigned), add the audio, summarise."""
     scene = context.scene
-    obj, arm, cmap = s.character, info["armature"], info["map"]
+    obj, arm, plan = s.character, info["armature"], info.get("plan")
     done, written_all = [], []
     try:
         for k, take in enumerate(result.takes):
             motion = apply_strengths(take.motion, s.strength_expression, s.strength_jaw, s.strength_head)
             motion = smooth(motion, s.smoothing)
-            name = f"{obj.name} seed {req.options.seed + k}"
-            w = keyframes.write_take(scene, obj, arm, motion, take.fps, cmap, s.start_frame, name)
+            seed = req.options.seed + k
+            name = f"{obj.name} seed {seed}"
+            values, cmap = plan.channels(motion, take.fps, seed) if plan else (motion, info["map"])
+            w = keyframes.write_take(scene, obj, arm, values, take.fps, cmap, s.start_frame, name)
             written_all.append(w)
             for action in w.actions:
                 action.use_fake_user = True  # every take survives saving, not only the assigned one
+            meta = {"seed": seed, "rig": info.get("kind", "FLAME"), "blinks": bool(s.blinks),
+                    "retarget_map": plan.retarget_path if plan else _abspath(s.retarget_map)}
+            store_take(w.actions, motion, take.fps, meta)
             done.append(
                 {
                     "take": name,
@@ -160,6 +171,7 @@ def write_result(context: bpy.types.Context, s, req: Request, info: dict, result
     s.provider = f"{result.provider} ({result.provider_reason})"
     summary = {
         "character": obj.name,
+        "rig": info.get("kind", "FLAME"),
         "takes": done,
         "unmatched": info["unmatched"],
         "provider": result.provider,

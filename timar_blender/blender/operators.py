@@ -1,16 +1,23 @@
 """Operators: Generate Listening/Talking Motion (worker thread + modal progress in the UI, direct
-in background mode), Cancel, Create Test Rig, Fill Channel Map."""
+in background mode), Cancel, Create Test Rig, Add Demo Head, Fill Channel Map, ARKit mapping preset
+Save/Load, and the exports (glTF, FBX, Live Link Face CSV, FLAME-56)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 
 import bpy
+from bpy.props import StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..engine import job
+from ..engine.arkit import load_preset
 from ..engine.dialogue import Cancelled
-from . import generate
+from . import export, generate
+from .arkit_rig import current_preset
+from .demo_head import build_demo_head
 from .rig import RigError, create_test_rig, fill_channel_table
 
 
@@ -204,4 +211,159 @@ class TIMAR_OT_fill_channel_map(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (TIMAR_OT_generate, TIMAR_OT_cancel, TIMAR_OT_create_test_rig, TIMAR_OT_fill_channel_map)
+def _make_character(context, head) -> None:
+    for obj in context.view_layer.objects:
+        obj.select_set(False)
+    head.select_set(True)
+    context.view_layer.objects.active = head
+    _settings(context).character = head
+
+
+class TIMAR_OT_add_demo_head(bpy.types.Operator):
+    """Add a ready ARKit character (built here, no downloads): head with 43 ARKit shape keys, eyes,
+    teeth, neck/head/jaw armature, materials, and a camera and light if the scene has none"""
+
+    bl_idname = "timar.add_demo_head"
+    bl_label = "Add Demo Head"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        _make_character(context, build_demo_head(context))
+        return {"FINISHED"}
+
+
+def _has_character(context) -> bool:
+    s = getattr(context.scene, "timar", None)
+    return s is not None and s.character is not None
+
+
+class TIMAR_OT_save_mapping_preset(bpy.types.Operator, ExportHelper):
+    """Save the ARKit mapping in use (the loaded preset, or the match by name) as a JSON preset to edit"""
+
+    bl_idname = "timar.save_mapping_preset"
+    bl_label = "Save Mapping Preset"
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return _has_character(context)
+
+    def execute(self, context):
+        s = _settings(context)
+        try:
+            preset, _unmatched = current_preset(s.character, s)
+            preset.save(self.filepath)
+        except (OSError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{len(preset.channels)} channels saved to {self.filepath}")
+        return {"FINISHED"}
+
+
+class TIMAR_OT_load_mapping_preset(bpy.types.Operator, ImportHelper):
+    """Use a JSON mapping preset (ARKit channel -> shape key, gain, clamp) for this scene's takes"""
+
+    bl_idname = "timar.load_mapping_preset"
+    bl_label = "Load Mapping Preset"
+    bl_options = {"REGISTER", "UNDO"}
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    def execute(self, context):
+        s = _settings(context)
+        try:
+            preset = load_preset(self.filepath)  # checked before the scene remembers it
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        obj = s.character
+        if obj is not None and obj.data.shape_keys is not None:
+            missing = [f"{n} -> {c.target}" for n, c in preset.channels.items()
+                       if c.target not in obj.data.shape_keys.key_blocks]
+            if missing:
+                self.report({"ERROR"}, f"{self.filepath}: shape keys missing on '{obj.name}': {', '.join(missing[:5])}")
+                return {"CANCELLED"}
+        s.mapping_preset = self.filepath
+        self.report({"INFO"}, f"mapping preset: {len(preset.channels)} channels from {os.path.basename(self.filepath)}")
+        return {"FINISHED"}
+
+
+class _ExportBase(ExportHelper):
+    kind = ""
+
+    @classmethod
+    def poll(cls, context):
+        if not _has_character(context):
+            cls.poll_message_set("Choose the character first")
+            return False
+        return True
+
+    def execute(self, context):
+        s = _settings(context)
+        try:
+            info = export.EXPORTERS[self.kind](context, s.character, self.filepath)
+        except (export.ExportError, OSError, ValueError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"TIMAR: exported {info['path']}")
+        return {"FINISHED"}
+
+
+class TIMAR_OT_export_gltf(bpy.types.Operator, _ExportBase):
+    """Export the character with its take as glTF 2.0 (morph-target and head animation)"""
+
+    bl_idname = "timar.export_gltf"
+    bl_label = "Export glTF"
+    kind = "gltf"
+    filename_ext = ".glb"
+    filter_glob: StringProperty(default="*.glb;*.gltf", options={"HIDDEN"})
+    check_extension = None  # .glb or .gltf, as typed
+
+
+class TIMAR_OT_export_fbx(bpy.types.Operator, _ExportBase):
+    """Export the character with its take as FBX (baked shape keys and bones)"""
+
+    bl_idname = "timar.export_fbx"
+    bl_label = "Export FBX"
+    kind = "fbx"
+    filename_ext = ".fbx"
+    filter_glob: StringProperty(default="*.fbx", options={"HIDDEN"})
+
+
+class TIMAR_OT_export_live_link_csv(bpy.types.Operator, _ExportBase):
+    """Export the take as a Live Link Face CSV (ARKit-52 blendshapes and head rotation)"""
+
+    bl_idname = "timar.export_live_link_csv"
+    bl_label = "Export Live Link CSV"
+    kind = "csv"
+    filename_ext = ".csv"
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
+
+
+class TIMAR_OT_export_flame(bpy.types.Operator, _ExportBase):
+    """Export the take's raw FLAME-56 motion (NPZ or JSON, with fps and channel names)"""
+
+    bl_idname = "timar.export_flame"
+    bl_label = "Export FLAME-56"
+    kind = "flame"
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz;*.json", options={"HIDDEN"})
+    check_extension = None  # .npz or .json, as typed
+
+
+CLASSES = (
+    TIMAR_OT_generate,
+    TIMAR_OT_cancel,
+    TIMAR_OT_create_test_rig,
+    TIMAR_OT_add_demo_head,
+    TIMAR_OT_fill_channel_map,
+    TIMAR_OT_save_mapping_preset,
+    TIMAR_OT_load_mapping_preset,
+    TIMAR_OT_export_gltf,
+    TIMAR_OT_export_fbx,
+    TIMAR_OT_export_live_link_csv,
+    TIMAR_OT_export_flame,
+)

@@ -6,6 +6,8 @@ import bpy
 
 from ..engine.bundle import CHANNEL_NAMES
 from ..engine.rigmap import describe_unmatched
+from .arkit_rig import current_preset, rig_kind
+from .arkit_rig import describe_unmatched as describe_arkit
 from .rig import RigError, channel_map
 
 
@@ -21,7 +23,13 @@ class TIMAR_PT_generate(bpy.types.Panel):
         col = self.layout.column()
         col.prop(s, "character")
         if s.character is None:
-            col.operator("timar.create_test_rig", icon="MONKEY")
+            row = col.row(align=True)
+            row.operator("timar.add_demo_head", icon="USER")
+            row.operator("timar.create_test_rig", icon="MONKEY")
+        else:
+            row = col.row(align=True)
+            row.prop(s, "rig_type")
+            row.label(text=f"-> {rig_kind(s.character, s.rig_type).replace('ARKIT', 'ARKit')}")
         col.separator()
         col.prop(s, "stereo")
         col.prop(s, "agent_audio")
@@ -96,4 +104,56 @@ class TIMAR_PT_channel_map(bpy.types.Panel):
             row.prop(item, "gain", text="")
 
 
-CLASSES = (TIMAR_PT_generate, TIMAR_PT_channel_map)
+class TIMAR_PT_arkit(bpy.types.Panel):
+    bl_label = "ARKit Mapping"
+    bl_idname = "TIMAR_PT_arkit"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "TIMAR"
+    bl_parent_id = "TIMAR_PT_generate"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s = context.scene.timar
+        col = self.layout.column()
+        col.prop(s, "retarget_map")
+        col.prop(s, "mapping_preset")
+        row = col.row(align=True)
+        row.operator("timar.load_mapping_preset", text="Load Preset", icon="FILEBROWSER")
+        row.operator("timar.save_mapping_preset", text="Save Preset", icon="FILE_TICK")
+        col.prop(s, "blinks")
+        obj = s.character
+        if obj is None or rig_kind(obj, s.rig_type) != "ARKIT":
+            col.label(text="The character is driven as a FLAME rig", icon="INFO")
+            return
+        try:
+            preset, unmatched = current_preset(obj, s)
+        except ValueError as exc:
+            col.label(text=str(exc), icon="ERROR")
+            return
+        col.label(text=describe_arkit(unmatched), icon="ERROR" if unmatched else "CHECKMARK")
+        box = col.box()
+        for name, c in list(preset.channels.items())[:60]:
+            row = box.row()
+            row.label(text=name)
+            row.label(text=f"{c.target}  x{c.gain:g}  [{c.clamp_min:g}, {c.clamp_max:g}]")
+
+
+class TIMAR_PT_export(bpy.types.Panel):
+    bl_label = "Export"
+    bl_idname = "TIMAR_PT_export"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "TIMAR"
+    bl_parent_id = "TIMAR_PT_generate"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        col = self.layout.column(align=True)
+        col.operator("timar.export_gltf", text="glTF / GLB", icon="EXPORT")
+        col.operator("timar.export_fbx", text="FBX", icon="EXPORT")
+        col.operator("timar.export_live_link_csv", text="Live Link Face CSV", icon="EXPORT")
+        col.operator("timar.export_flame", text="FLAME-56 (NPZ / JSON)", icon="EXPORT")
+
+
+CLASSES = (TIMAR_PT_generate, TIMAR_PT_channel_map, TIMAR_PT_arkit, TIMAR_PT_export)

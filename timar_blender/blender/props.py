@@ -79,6 +79,28 @@ class TIMAR_PG_settings(bpy.types.PropertyGroup):
         description="Gaussian smoothing, in model frames (0 = off)",
     )
     add_sound: BoolProperty(name="Add Sound Strips", default=True, description="Add the audio to the sequencer")
+    rig_type: EnumProperty(
+        name="Rig Type",
+        items=[
+            ("AUTO", "Auto", "ARKit when the shape keys have ARKit names and no FLAME expression keys, else FLAME"),
+            ("FLAME", "FLAME", "50 FLAME expression shape keys and jaw/neck bones (or the Channel Map)"),
+            ("ARKIT", "ARKit", "ARKit-52 blendshapes: the FLAME motion is retargeted, the head bone turned"),
+        ],
+        default="AUTO",
+    )
+    retarget_map: StringProperty(
+        name="Retarget Map",
+        subtype="FILE_PATH",
+        description="FLAME-56 -> ARKit-52 map (JSON); empty = the bundled map",
+    )
+    mapping_preset: StringProperty(
+        name="Mapping Preset",
+        subtype="FILE_PATH",
+        description="ARKit channel -> shape key, gain and clamp (JSON); empty = matched by name",
+    )
+    blinks: BoolProperty(
+        name="Blinks", default=True, description="ARKit rigs: add natural blinks (FLAME motion has no eyelids)"
+    )
     # runtime state (shown in the panel while generating)
     running: BoolProperty(options={"SKIP_SAVE"})
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
