@@ -168,3 +168,28 @@ def test_start_refuses_a_missing_microphone_clearly(scene) -> None:
     with pytest.raises(live.LiveError, match="already running"):
         live.start(bpy.context, WaveSource(np.zeros(RATE, np.float32), RATE))
         live.start(bpy.context, WaveSource(np.zeros(RATE, np.float32), RATE))
+
+
+def test_arkit_demo_head_listens_live_and_keeps_the_take(user, tmp_path) -> None:
+    """An ARKit character: live frames go through the retarget map, the take through Generate's
+    ARKit writer; its stored FLAME motion is the offline generation on the captured audio."""
+    from timar_blender.blender.export import take_motion
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.timar.add_demo_head() == {"FINISHED"}
+    sc = bpy.context.scene
+    sc.timar.seed, sc.timar.context_turns, sc.timar.add_sound = 4, 3, False
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "demo.blend"))
+    head = sc.timar.character
+    sc.timar_live.max_seconds = 2.0
+    run = live.start(bpy.context, WaveSource(user, RATE, realtime=False))
+    tick_until(lambda: False)
+    assert live.active() is None and "take written" in sc.timar_live.last_report
+    assert run.last_frame is not None  # a frame was shown through the retarget map
+    motion, fps, meta = take_motion(head)
+    assert meta["rig"] == "ARKIT" and meta["seed"] == 4 and fps == 25.0
+    captured = load_audio(next(tmp_path.glob("demo_live_*.wav")))
+    expected = generate_dialogue(job.backend_for(""), captured, np.zeros_like(captured), None,
+                                 SamplingOptions(seed=4, context_turns=3), normalization="running").motion
+    np.testing.assert_array_equal(motion, expected)
+    assert run.plan is not None and run.cmap.bones() == {"head": [len(run.cmap.targets) - 3 + i for i in range(3)]}

@@ -72,14 +72,19 @@ def read_user_motion(obj: bpy.types.Object, scene: bpy.types.Scene, start_frame:
     return motion
 
 
-def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
-    """Validate the panel's inputs and turn them into an engine request (no scene changes)."""
+def character_info(s) -> dict:
+    """How takes reach the character (FLAME channel map or ARKit plan), checked; RigError if they cannot.
+    Shared by Generate and live mode."""
     if rig_kind(s.character, s.rig_type) == "ARKIT":
         plan = plan_for(s.character, s)
-        info = {"kind": "ARKIT", "plan": plan, "map": None, "armature": plan.armature, "unmatched": plan.describe()}
-    else:
-        cmap, arm = check_character(s.character)
-        info = {"kind": "FLAME", "map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
+        return {"kind": "ARKIT", "plan": plan, "map": None, "armature": plan.armature, "unmatched": plan.describe()}
+    cmap, arm = check_character(s.character)
+    return {"kind": "FLAME", "map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
+
+
+def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
+    """Validate the panel's inputs and turn them into an engine request (no scene changes)."""
+    info = character_info(s)
     agent = _abspath(s.agent_audio)
     user = agent if s.stereo else _abspath(s.user_audio)
     if not agent:

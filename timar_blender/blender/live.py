@@ -31,10 +31,10 @@ from ..engine.bundle import CHANNEL_NAMES
 from ..engine.capture import CaptureError, SoundDeviceSource, Source, input_devices, refresh_devices
 from ..engine.curves import apply_strengths
 from ..engine.live import LiveSession, LiveTake, latency_stats
-from ..engine.rigmap import ChannelMap, describe_unmatched
+from ..engine.rigmap import ChannelMap
 from ..engine.sampler import SamplingOptions
 from . import generate, keyframes
-from .rig import RigError, check_character
+from .rig import RigError
 
 TICK = 0.01  # s between timer ticks: frames appear within ~5 ms of being ready on average
 
@@ -98,16 +98,19 @@ class LiveRun:
     session: LiveSession
     scene: str
     character: str
-    cmap: ChannelMap
+    cmap: ChannelMap  # what a displayed row's columns drive (FLAME channels, or the ARKit plan's columns)
     armature: str | None
+    plan: object | None  # the ARKit plan for an ARKit character
     agent_path: str
     request: job.Request
     provider: str
     provider_reason: str
     model: str
     strengths: tuple[float, float, float]
+    seed: int = 0
     shown: list[_Shown] = field(default_factory=list)
     last_frame: tuple[int, int] | None = None
+    rows: tuple[int, np.ndarray] | None = None  # (turn, its frames in display columns)
     summary: dict | None = None
 
 
@@ -137,9 +140,11 @@ def start(context, source: Source | None = None) -> LiveRun:
     scene = context.scene
     s, live = scene.timar, scene.timar_live
     try:
-        cmap, arm = check_character(s.character)
-    except RigError as exc:
+        info = generate.character_info(s)
+    except (RigError, OSError, ValueError) as exc:
         raise LiveError(str(exc)) from exc
+    plan, arm = info.get("plan"), info["armature"]
+    cmap = plan.channels(np.zeros((1, len(CHANNEL_NAMES)), np.float32), 25.0, 0)[1] if plan else info["map"]
     agent_path = generate._abspath(live.agent_audio)
     agent = None
     if agent_path:
@@ -164,12 +169,14 @@ def start(context, source: Source | None = None) -> LiveRun:
         character=s.character.name,
         cmap=cmap,
         armature=arm.name if arm is not None else None,
+        plan=plan,
         agent_path=agent_path,
         request=request,
         provider=backend.provider,
         provider_reason=backend.choice.reason,
         model=str(backend.bundle.folder),
         strengths=(s.strength_expression, s.strength_jaw, s.strength_head),
+        seed=s.seed,
     )
     _remember(run, s.character, arm)
     _run = run
@@ -201,19 +208,27 @@ def _restore(run: LiveRun) -> None:
             setattr(item.owner, item.prop, item.before)
 
 
-def apply_frame(run: LiveRun, values: np.ndarray) -> None:
-    """Show one model frame (56 values) on the character through its channel map."""
+def display_rows(run: LiveRun, turn: int, motion: np.ndarray) -> np.ndarray:
+    """A turn's frames as the values the character shows: strengths, then the ARKit retarget (its
+    blinks drawn per turn for display; the take written on Stop gets the take's own blink track)."""
+    m = apply_strengths(motion, *run.strengths)
+    if run.plan is None:
+        return m
+    return run.plan.channels(m, run.session.fps, run.seed + turn)[0]
+
+
+def apply_frame(run: LiveRun, row: np.ndarray) -> None:
+    """Show one row of display values on the character through the display map."""
     obj = bpy.data.objects[run.character]
-    v = apply_strengths(values[None], *run.strengths)[0]
     key = obj.data.shape_keys
     for ch, t in run.cmap.targets.items():
         if t.kind == "SHAPE_KEY":
-            key.key_blocks[t.name].value = float(v[ch] * t.gain)
+            key.key_blocks[t.name].value = float(row[ch] * t.gain)
     if run.armature is not None:
         arm = bpy.data.objects[run.armature]
         for bone, channels in run.cmap.bones().items():
             pb = arm.pose.bones[bone]
-            rotvec = np.array([[v[ch] * run.cmap.targets[ch].gain for ch in channels]], np.float32)
+            rotvec = np.array([[row[ch] * run.cmap.targets[ch].gain for ch in channels]], np.float32)
             prop, rot = keyframes._bone_rotation(pb, rotvec)
             setattr(pb, prop, rot[0])
 
@@ -249,7 +264,10 @@ def tick(now: float | None = None) -> bool:
         now = time.perf_counter() if now is None else now
         shown = session.frame_at(now)
         if shown is not None and shown[:2] != run.last_frame:
-            apply_frame(run, shown[2])
+            turn, frame = shown[:2]
+            if run.rows is None or run.rows[0] != turn:
+                run.rows = (turn, display_rows(run, turn, session.turns[turn].motion))
+            apply_frame(run, run.rows[1][frame])
             run.last_frame = shown[:2]
             session.mark_applied(shown[0], time.perf_counter())
             _redraw()
@@ -366,14 +384,15 @@ def _write(run: LiveRun, take: LiveTake, wav: str, scene) -> dict:
         raise LiveError("no frames were generated")
     s = scene.timar
     obj = bpy.data.objects.get(run.character)
-    cmap, arm = check_character(obj)
+    if obj is None:
+        raise LiveError(f"the character '{run.character}' is gone")
+    if s.character is not obj:
+        s.character = obj
+    info = generate.character_info(s)
     req = job.Request(
         agent_audio=run.agent_path or wav, user_audio=wav, model=run.model, options=run.request.options
     )
     result = job.Result([take.dialogue_motion()], run.provider, run.provider_reason, run.model, take.seconds)
-    info = {"map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
-    if s.character is not obj:
-        s.character = obj
     return generate.write_result(SimpleNamespace(scene=scene), s, req, info, result)
 
 
