@@ -23,7 +23,6 @@ for var, sub in (("HOME", ""), ("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACH
     os.environ.setdefault(var, os.path.join(_home, sub))
 
 bpy = pytest.importorskip("bpy")
-pygltflib = pytest.importorskip("pygltflib")
 
 import timar_blender  # noqa: E402
 from timar_blender.blender import demo_head, generate, keyframes  # noqa: E402
@@ -303,6 +302,7 @@ def _accessor(g, blob: bytes, index: int) -> np.ndarray:
 
 def check_gltf(path: Path, head, fps: float) -> int:
     """The morph-target animation: one key per frame, values equal to the shape keys in Blender."""
+    pygltflib = pytest.importorskip("pygltflib")
     g = pygltflib.GLTF2().load(str(path))
     blob = g.binary_blob()
     mesh_node = next(i for i, n in enumerate(g.nodes) if n.name == head.name)
