@@ -337,7 +337,7 @@ def _jaw_weight(h: _Head) -> np.ndarray:
     """How much each vertex follows the jaw: the lower face fully, fading toward the ears and neck."""
     x, y, z = h.co.T
     skin = h.part == P_SKIN
-    near_mouth = 1 - _smooth(AX * 0.3, AX * 0.75, np.abs(x))
+    near_mouth = np.sqrt(np.clip(1 - (x / (AX * 0.36)) ** 2, 0, 1))  # an oval opening, not a box
     below = _smooth(Z_MOUTH + 0.004, Z_MOUTH - 0.03, z)
     w = np.where(h.lower, np.maximum(below, near_mouth), below)
     w = w * _smooth(0.045, -0.02, y) * skin  # the back of the head and the neck stay
@@ -384,7 +384,7 @@ def _shape_keys(h: _Head) -> dict[str, np.ndarray]:
     lip_up = lips * ~h.lower
     lip_lo = lips * h.lower
     lower_lip_zone = face * h.lower * _gauss(x, z, 0.0, Z_MOUTH - 0.006, xm * 1.3, 0.014)
-    corner = {s: face * _gauss(x, z, s * xm, Z_MOUTH, 0.011, 0.009) for s in (1, -1)}
+    corner = {s: face * _gauss(x, z, s * xm, Z_MOUTH, 0.015, 0.011) for s in (1, -1)}  # wide: no folds
     half = {1: _smooth(-0.008, 0.012, x), -1: _smooth(0.008, -0.012, x)}
     cheek = {s: face * _gauss(x, z, s * 0.045, -0.041, 0.016, 0.017) for s in (1, -1)}
     keys: dict[str, np.ndarray] = {}
@@ -408,7 +408,7 @@ def _shape_keys(h: _Head) -> dict[str, np.ndarray]:
         keys[f"mouthSmile{sn}"] = vec(c, dx=0.006 * s, dy=0.003, dz=0.009) + vec(cheek[s], dy=-0.003, dz=0.004)
         keys[f"mouthFrown{sn}"] = vec(c, dx=0.001 * s, dy=0.001, dz=-0.008)
         keys[f"mouthDimple{sn}"] = vec(c, dx=0.003 * s, dy=0.004)
-        keys[f"mouthStretch{sn}"] = vec(c + 0.3 * lips * hs, dx=0.008 * s, dz=-0.003)
+        keys[f"mouthStretch{sn}"] = vec(c + 0.3 * lips * hs, dx=0.007 * s, dz=-0.003)
         keys[f"mouthPress{sn}"] = vec(lip_up * hs, dy=0.002, dz=-0.0025) + vec(lip_lo * hs, dy=0.002, dz=0.0025)
         keys[f"mouthLowerDown{sn}"] = vec(lip_lo * hs, dy=0.001, dz=-0.008)
         keys[f"mouthUpperUp{sn}"] = vec(lip_up * hs, dy=-0.001, dz=0.007)
