@@ -203,3 +203,23 @@ def test_last_turn_padding_trimming_and_errors(backend) -> None:
 def test_bad_options_are_refused(backend, bad) -> None:
     with pytest.raises(ValueError):
         TurnSampler(backend, SamplingOptions(**bad))
+
+
+def test_learned_variance_is_kept_in_its_defined_range():
+    from timar_blender.engine.schedule import DiffusionCoefficients, ancestral_step
+
+    co = DiffusionCoefficients.respaced(5, "cosine", 1000)
+    rng = np.random.default_rng(0)
+    x_t, x0, noise = (rng.standard_normal((64, 56)).astype(np.float32) for _ in range(3))
+    step = 3
+    at_beta = ancestral_step(co, step, x_t, x0, np.ones((64, 56), np.float32), noise, 1.0)
+    drifted = np.full((64, 56), 6.0, np.float32)  # v far outside [-1, 1], as an under-trained head gives
+    assert np.array_equal(ancestral_step(co, step, x_t, x0, drifted, noise, 1.0), at_beta)
+    released = ancestral_step(co, step, x_t, x0, drifted, noise, 1.0, clamp_variance=False)
+    mean = ancestral_step(co, step, x_t, x0, drifted, noise, 0.0)
+    assert np.std(released - mean) > 1.4 * np.std(at_beta - mean)  # extrapolated variance: much more noise
+    inside = rng.uniform(-1, 1, (64, 56)).astype(np.float32)
+    assert np.array_equal(
+        ancestral_step(co, step, x_t, x0, inside, noise, 1.0),
+        ancestral_step(co, step, x_t, x0, inside, noise, 1.0, clamp_variance=False),
+    )

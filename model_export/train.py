@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TimarConfig.from_dict(state["config"])
     elif args.init is not None:
         cfg = load_checkpoint(args.init).config
+        if args.config:  # training-recipe fields (e.g. mask_ratio_min) on top of the initial model's
+            cfg = TimarConfig.from_dict({**cfg.to_dict(), **json.loads(args.config.read_text())})
     else:
         cfg = build_config(args)
     model = Timar(cfg).to(device)

@@ -75,6 +75,7 @@ class SamplingOptions:
     seed: int = 0
     mask_history_agent: bool = True  # re-mask the agent motion of history turns (paper setting)
     random_order: bool = True  # frame order for num_iter > 1; False = left to right
+    clamp_variance: bool = True  # learned-range variance kept in [beta~, beta]; False = the released code
 
     def validate(self, info: ModelInfo) -> None:
         if not 0 <= self.context_turns <= info.max_context_turns - 1:
@@ -104,6 +105,7 @@ def sample_frames(
     temperature: float = 1.0,
     uncond: np.ndarray | None = None,
     cfg: float = 1.0,
+    clamp_variance: bool = True,
 ) -> np.ndarray:
     """Ancestral sampling of N frames from their backbone features ``cond`` (N, W).
 
@@ -122,7 +124,7 @@ def sample_frames(
             oc, ou = out[:n], out[n:]
             x0 = ou[:, :c] + cfg * (oc[:, :c] - ou[:, :c])
             v = oc[:, c:]
-        x = ancestral_step(coefs, i, x, x0, v, step_noise[i], temperature)
+        x = ancestral_step(coefs, i, x, x0, v, step_noise[i], temperature, clamp_variance)
     return x
 
 
@@ -251,6 +253,7 @@ class TurnSampler:
                 opt.temperature,
                 uncond=z[1, agent_rows[sel]] if guided else None,
                 cfg=cfg_it,
+                clamp_variance=opt.clamp_variance,
             )
             motion[sel] = x
             tokens[agent_pos[sel]] = self.backend.encode_motion(x)

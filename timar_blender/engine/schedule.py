@@ -133,14 +133,20 @@ def ancestral_step(
     var_values: np.ndarray,
     noise: np.ndarray,
     temperature: float,
+    clamp_variance: bool = True,
 ) -> np.ndarray:
     """x_{t-1} from x_t and the head's x0 prediction and learned-range variance values.
 
     log sigma^2 = f log beta_t + (1 - f) log beta~_t with f = (v + 1) / 2; no noise at step 0.
+    ``clamp_variance`` keeps f in [0, 1], the only range the parameterisation defines: a head whose v
+    drifted outside it (the 1000-step training barely constrains v, since beta_t ~ beta~_t there)
+    would otherwise inject far too much noise at respaced steps. False = the released code.
     """
     min_log = coefs.posterior_log_variance_clipped[step]
     max_log = coefs.log_betas[step]
     frac = (var_values.astype(np.float64) + 1.0) / 2.0
+    if clamp_variance:
+        frac = np.clip(frac, 0.0, 1.0)
     log_var = frac * max_log + (1.0 - frac) * min_log
     mean = coefs.posterior_mean_coef1[step] * x0.astype(np.float64) + coefs.posterior_mean_coef2[step] * x_t.astype(
         np.float64
