@@ -143,15 +143,17 @@ def retarget_map_from_dict(d: object, path: object = "<retarget map>") -> Retarg
     )
 
 
-def load_retarget_map(path: str | Path) -> RetargetMap:
-    path = Path(path)
+def _read_json(path: Path, what: str) -> object:
     try:
-        d = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except OSError as exc:
-        raise _fail(path, f"cannot read the retarget map ({exc.strerror or exc})") from exc
+        raise _fail(path, f"cannot read the {what} ({exc.strerror or exc})") from exc
     except ValueError as exc:
         raise _fail(path, f"not valid JSON ({exc})") from exc
-    return retarget_map_from_dict(d, path)
+
+
+def load_retarget_map(path: str | Path) -> RetargetMap:
+    return retarget_map_from_dict(_read_json(Path(path), "retarget map"), path)
 
 
 def default_retarget_map() -> RetargetMap:
@@ -240,14 +242,7 @@ def preset_from_dict(d: object, path: object = "<mapping preset>") -> MappingPre
 
 
 def load_preset(path: str | Path) -> MappingPreset:
-    path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except OSError as exc:
-        raise _fail(path, f"cannot read the mapping preset ({exc.strerror or exc})") from exc
-    except ValueError as exc:
-        raise _fail(path, f"not valid JSON ({exc})") from exc
-    return preset_from_dict(d, path)
+    return preset_from_dict(_read_json(Path(path), "mapping preset"), path)
 
 
 def preset_for(shape_keys: list[str]) -> tuple[MappingPreset, list[str]]:
