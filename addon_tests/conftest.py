@@ -1,5 +1,5 @@
-"""Shared test fixtures: paths to ../shared (skipping when a fresh clone lacks it) and a small
-synthetic DualTalk-format folder written on the fly."""
+"""Shared test fixtures: paths to ../shared (skipping when a fresh clone lacks it), a small
+synthetic DualTalk-format folder written on the fly, and the add-on registered in bpy."""
 
 from __future__ import annotations
 
@@ -48,3 +48,17 @@ def synthetic_dualtalk(tmp_path: Path) -> Path:
 def _quiet_threads() -> None:
     # two cores: keep torch from oversubscribing when pytest runs alongside other work
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="module")
+def blender_addon():
+    """The add-on registered in bpy for one test module (``pytestmark = pytest.mark.usefixtures(...)``
+    after ``blender_helpers.import_bpy()``); skips without the bundled model."""
+    import timar_blender
+    from timar_blender.engine import job
+
+    if not job.BUNDLED_MODEL.joinpath("manifest.json").exists():
+        pytest.skip("no bundled model in timar_blender/model")
+    timar_blender.register()
+    yield
+    timar_blender.unregister()

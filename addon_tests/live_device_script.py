@@ -20,6 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from blender_helpers import new_scene, read_keys  # noqa: E402
+
 
 def run_session(session, timeout: float = 120.0) -> tuple[object, list[int], float]:
     """Poll like the UI until the session has its audio; every turn seen by poll, in order."""
@@ -64,16 +66,6 @@ def engine_cases(case: dict, out: dict, arrays: dict) -> None:
             out[key] = str(exc)
 
 
-def read_keys(idblock, data_path: str, index: int = 0) -> np.ndarray:
-    from bpy_extras import anim_utils
-
-    ad = idblock.animation_data
-    fc = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot).fcurves.find(data_path, index=index)
-    co = np.zeros(2 * len(fc.keyframe_points), np.float32)
-    fc.keyframe_points.foreach_get("co", co)
-    return co.reshape(-1, 2)
-
-
 def blender_case(case: dict, folder: Path, out: dict, arrays: dict) -> None:
     import bpy
 
@@ -82,11 +74,8 @@ def blender_case(case: dict, folder: Path, out: dict, arrays: dict) -> None:
     from timar_blender.blender.generate import strip_start
 
     timar_blender.register()
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.timar.create_test_rig()
-    scene = bpy.context.scene
-    s, lv = scene.timar, scene.timar_live
-    s.seed, s.context_turns, s.start_frame = case["seed"], case["context_turns"], 5
+    scene = new_scene(seed=case["seed"], context_turns=case["context_turns"], start_frame=5)
+    lv = scene.timar_live
     lv.device, lv.agent_audio, lv.max_seconds = "timar_wav", case["agent_wav"], case["seconds"]
     bpy.ops.wm.save_as_mainfile(filepath=str(folder / "scene.blend"))  # the WAV goes next to it
     assert bpy.ops.timar.live_start() == {"FINISHED"}

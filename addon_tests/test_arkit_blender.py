@@ -6,25 +6,24 @@ preset and retarget map files (bad ones change nothing), and the headless flags.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from conftest import ROOT, synth_speech
+from blender_helpers import (
+    assigned_fcurves,
+    assignments,
+    import_bpy,
+    key_points,
+    new_scene,
+    render_still,
+    run_headless,
+    write_wavs,
+)
 
-_home = tempfile.mkdtemp(prefix="timar-bpy-")
-for var, sub in (("HOME", ""), ("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "cache")):
-    os.environ.setdefault(var, os.path.join(_home, sub))
+bpy = import_bpy()
 
-bpy = pytest.importorskip("bpy")
-
-import timar_blender  # noqa: E402
 from timar_blender.blender import demo_head, generate, keyframes  # noqa: E402
 from timar_blender.blender.arkit_rig import rig_kind  # noqa: E402
 from timar_blender.blender.export import take_motion  # noqa: E402
@@ -33,7 +32,8 @@ from timar_blender.engine.arkit import ARKIT_NAMES, default_retarget_map, looks_
 from timar_blender.engine.bundle import CHANNEL_NAMES  # noqa: E402
 from timar_blender.engine.dialogue import DialogueMotion  # noqa: E402
 
-RATE = 16_000
+pytestmark = pytest.mark.usefixtures("blender_addon")
+
 HEAD = "TIMAR Demo Head"
 REQUIRED = (
     *("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthRollLower", "mouthRollUpper", "browInnerUp"),
@@ -44,30 +44,13 @@ REQUIRED = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    if not job.BUNDLED_MODEL.joinpath("manifest.json").exists():
-        pytest.skip("no bundled model in timar_blender/model")
-    timar_blender.register()
-    yield
-    timar_blender.unregister()
-
-
 @pytest.fixture(scope="module")
 def wavs(tmp_path_factory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("audio")
-    agent, user = d / "agent.wav", d / "user.wav"
-    sf.write(agent, synth_speech(3.0, RATE, 1, [(1.5, 2.9)]), RATE)  # the agent speaks from 1.5 s
-    sf.write(user, synth_speech(3.0, RATE, 2, [(0.1, 1.4)]), RATE)
-    return agent, user
+    return write_wavs(tmp_path_factory.mktemp("audio"))  # the agent speaks from 1.5 s
 
 
 def demo_scene(wavs) -> bpy.types.Scene:
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    assert bpy.ops.timar.add_demo_head() == {"FINISHED"}
-    s = bpy.context.scene.timar
-    s.agent_audio, s.user_audio, s.seed, s.add_sound = str(wavs[0]), str(wavs[1]), 3, False
-    return bpy.context.scene
+    return new_scene("add_demo_head", agent_audio=str(wavs[0]), user_audio=str(wavs[1]), seed=3, add_sound=False)
 
 
 @pytest.fixture(scope="module")
@@ -87,19 +70,7 @@ def open_take(path: Path) -> tuple[bpy.types.Scene, bpy.types.Object]:
 
 def fcurves(idblock) -> dict[tuple[str, int], np.ndarray]:
     """(data path, index) -> (N, 2) keys of the action assigned to ``idblock``."""
-    ad = idblock.animation_data
-    if keyframes.SLOTTED:
-        from bpy_extras import anim_utils
-
-        bag = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot).fcurves
-    else:
-        bag = ad.action.fcurves
-    out = {}
-    for fc in bag:
-        co = np.zeros(2 * len(fc.keyframe_points), np.float64)
-        fc.keyframe_points.foreach_get("co", co)
-        out[(fc.data_path, fc.array_index)] = co.reshape(-1, 2)
-    return out
+    return {(fc.data_path, fc.array_index): key_points(fc, np.float64) for fc in assigned_fcurves(idblock)}
 
 
 def shape_key_curves(obj) -> dict[str, np.ndarray]:
@@ -107,14 +78,10 @@ def shape_key_curves(obj) -> dict[str, np.ndarray]:
 
 
 def snapshot() -> dict:
-    out = {"actions": sorted(a.name for a in bpy.data.actions), "assigned": {}, "settings": None}
-    for coll in (bpy.data.objects, bpy.data.shape_keys):
-        for idb in coll:
-            ad = idb.animation_data
-            out["assigned"][idb.name] = (ad.action.name if ad and ad.action else None, len(ad.nla_tracks) if ad else 0)
     s = bpy.context.scene.timar
-    out["settings"] = (s.mapping_preset, s.retarget_map, s.last_report)
-    return out
+    return {"actions": sorted(a.name for a in bpy.data.actions),
+            "assigned": assignments([*bpy.data.objects, *bpy.data.shape_keys]),
+            "settings": (s.mapping_preset, s.retarget_map, s.last_report)}
 
 
 # ----------------------------------------------------------------------------- the demo head
@@ -245,17 +212,6 @@ def test_generate_drives_the_arkit_keys_and_the_head_bone(take_blend: Path) -> N
     assert head.data.shape_keys.animation_data.action.use_fake_user
 
 
-def _render(scene, frame: int, path: Path) -> np.ndarray:
-    scene.frame_set(frame)
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    img = bpy.data.images.load(str(path))
-    w, h = img.size
-    px = np.array(img.pixels[:], np.float32).reshape(h, w, 4)[::-1, :, :3]  # top row first
-    bpy.data.images.remove(img)
-    return px
-
-
 def test_workbench_render_shows_the_mouth_open_while_speaking(take_blend: Path, tmp_path: Path) -> None:
     scene, head = open_take(take_blend)
     from bpy_extras.object_utils import world_to_camera_view
@@ -271,7 +227,8 @@ def test_workbench_render_shows_the_mouth_open_while_speaking(take_blend: Path, 
     r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage = "BLENDER_WORKBENCH", 320, 180, 100
     scene.display.shading.light, scene.display.shading.color_type = "STUDIO", "MATERIAL"
     scene.view_settings.view_transform = "Standard"
-    talk, quiet = _render(scene, f_talk, tmp_path / "talk.png"), _render(scene, f_quiet, tmp_path / "quiet.png")
+    talk = render_still(scene, f_talk, tmp_path / "talk.png")
+    quiet = render_still(scene, f_quiet, tmp_path / "quiet.png")
     # the mouth's box in pixels: +-3 cm around the mouth
     c = demo_head.HEAD_CENTER
     mouth_at = Vector((c[0], c[1] - 0.09, c[2] + demo_head.Z_MOUTH))
@@ -511,12 +468,11 @@ def test_headless_demo_head_batch_with_exports(wavs, tmp_path: Path) -> None:
     batch = tmp_path / "batch.json"
     batch.write_text(json.dumps([{"agent_audio": agent, "user_audio": user, "out": str(tmp_path / "one.blend")},
                                  {"agent_audio": agent, "user_audio": user, "seed": 5}]))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "timar_blender.headless", "--add-demo-head", "--no-sound",
-                        "--batch", str(batch), "--export-gltf", str(tmp_path / "x" / "take.glb"),
-                        "--export-csv", str(tmp_path / "x" / "{index}_{name}.csv"),
-                        "--export-flame", str(tmp_path / "x" / "take.json"), "--json", str(tmp_path / "s.json")],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    r = run_headless(["--add-demo-head", "--no-sound", "--batch", str(batch),
+                      "--export-gltf", str(tmp_path / "x" / "take.glb"),
+                      "--export-csv", str(tmp_path / "x" / "{index}_{name}.csv"),
+                      "--export-flame", str(tmp_path / "x" / "take.json"),
+                      "--json", str(tmp_path / "s.json")], tmp_path)
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert [d["ok"] for d in summary["dialogues"]] == [True, True]

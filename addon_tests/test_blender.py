@@ -7,55 +7,42 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT, synth_speech
+from blender_helpers import (
+    RATE,
+    ROOT,
+    assignments,
+    import_bpy,
+    key_points,
+    new_scene,
+    read_keys,
+    run_headless,
+    write_wavs,
+)
+from conftest import synth_speech
 
-_home = tempfile.mkdtemp(prefix="timar-bpy-")
-for var, sub in (("HOME", ""), ("BLENDER_USER_RESOURCES", "blender"), ("XDG_CACHE_HOME", "cache")):
-    os.environ.setdefault(var, os.path.join(_home, sub))
+bpy = import_bpy()
 
-bpy = pytest.importorskip("bpy")
-
-import timar_blender  # noqa: E402
 from timar_blender.blender import keyframes  # noqa: E402
 from timar_blender.engine import job  # noqa: E402
 from timar_blender.engine.curves import resample  # noqa: E402
 from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
 
-RATE = 16_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    if not job.BUNDLED_MODEL.joinpath("manifest.json").exists():
-        pytest.skip("no bundled model in timar_blender/model")
-    timar_blender.register()
-    yield
-    timar_blender.unregister()
+pytestmark = pytest.mark.usefixtures("blender_addon")
 
 
 @pytest.fixture(scope="module")
 def wavs(tmp_path_factory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("audio")
-    agent, user = d / "agent.wav", d / "user.wav"
-    sf.write(agent, synth_speech(3.0, RATE, 1, [(1.5, 2.9)]), RATE)
-    sf.write(user, synth_speech(3.0, 44100, 2, [(0.1, 1.4)]), 44100, subtype="PCM_16")  # resampled on load
-    return agent, user
+    return write_wavs(tmp_path_factory.mktemp("audio"), 44100, "PCM_16")  # the user's is resampled on load
 
 
 @pytest.fixture
 def scene_with_rig(wavs):
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.timar.create_test_rig()
-    s = bpy.context.scene.timar
-    s.agent_audio, s.user_audio = str(wavs[0]), str(wavs[1])
-    s.seed = 3
-    return bpy.context.scene
+    return new_scene(agent_audio=str(wavs[0]), user_audio=str(wavs[1]), seed=3)
 
 
 def snapshot() -> dict:
@@ -67,31 +54,12 @@ def snapshot() -> dict:
                                                   for cb in st.channelbags]
         for bag in bags:
             for fc in bag.fcurves:
-                co = np.zeros(2 * len(fc.keyframe_points), np.float32)
-                fc.keyframe_points.foreach_get("co", co)
-                curves.append((fc.data_path, fc.array_index, co.tobytes()))
+                curves.append((fc.data_path, fc.array_index, key_points(fc).tobytes()))
         out["actions"][a.name] = sorted(curves)
-    for coll in (bpy.data.objects, bpy.data.shape_keys):
-        for idb in coll:
-            ad = idb.animation_data
-            out["assigned"][idb.name] = (ad.action.name if ad and ad.action else None,
-                                         len(ad.nla_tracks) if ad else 0)
+    out["assigned"] = assignments([*bpy.data.objects, *bpy.data.shape_keys])
     ed = bpy.context.scene.sequence_editor
     out["strips"] = len(ed.strips if hasattr(ed, "strips") else ed.sequences) if ed else 0
     return out
-
-
-def read_keys(idblock, data_path: str, index: int = 0) -> np.ndarray:
-    ad = idblock.animation_data
-    if keyframes.SLOTTED:
-        from bpy_extras import anim_utils
-
-        fc = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot).fcurves.find(data_path, index=index)
-    else:  # Blender 4.2/4.3: legacy actions
-        fc = ad.action.fcurves.find(data_path, index=index)
-    co = np.zeros(2 * len(fc.keyframe_points), np.float32)
-    fc.keyframe_points.foreach_get("co", co)
-    return co.reshape(-1, 2)
 
 
 def test_test_rig_is_a_complete_flame_layout(scene_with_rig) -> None:
@@ -218,15 +186,9 @@ def test_cancel_has_nothing_to_cancel_when_idle(scene_with_rig) -> None:
     assert not bpy.ops.timar.cancel.poll()
 
 
-def _headless(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "timar_blender.headless", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_headless_single_and_batch(wavs, tmp_path: Path) -> None:
     agent, user = map(str, wavs)
-    r = _headless(["--create-test-rig", "--agent-audio", agent, "--user-audio", user, "--seed", "1",
+    r = run_headless(["--create-test-rig", "--agent-audio", agent, "--user-audio", user, "--seed", "1",
                    "--out", str(tmp_path / "one.blend"), "--json", str(tmp_path / "one.json")], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "TIMAR 100.0% done" in r.stdout
@@ -244,7 +206,7 @@ def test_headless_single_and_batch(wavs, tmp_path: Path) -> None:
     make_base = ("import bpy; bpy.ops.wm.read_factory_settings(use_empty=True); "
                  f"bpy.ops.wm.save_as_mainfile(filepath={str(base)!r})")
     subprocess.run([sys.executable, "-c", make_base], check=True, timeout=300, capture_output=True)
-    r = _headless(["--blend", str(base), "--batch", str(batch), "--json", str(tmp_path / "b.json")], tmp_path)
+    r = run_headless(["--blend", str(base), "--batch", str(batch), "--json", str(tmp_path / "b.json")], tmp_path)
     assert r.returncode == 1
     assert "missing.wav" in r.stderr
     b = json.loads((tmp_path / "b.json").read_text())

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from blender_helpers import RATE, assignments, import_bpy, new_scene, read_keys
 from conftest import synth_speech
 
-bpy = pytest.importorskip("bpy")
+bpy = import_bpy()
 
-import timar_blender  # noqa: E402
-from timar_blender.blender import keyframes, live  # noqa: E402
+from timar_blender.blender import live  # noqa: E402
 from timar_blender.engine import job  # noqa: E402
 from timar_blender.engine.audio import load_audio  # noqa: E402
 from timar_blender.engine.capture import WaveSource  # noqa: E402
@@ -21,24 +21,12 @@ from timar_blender.engine.curves import resample  # noqa: E402
 from timar_blender.engine.dialogue import generate_dialogue  # noqa: E402
 from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
 
-RATE = 16_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    if not job.BUNDLED_MODEL.joinpath("manifest.json").exists():
-        pytest.skip("no bundled model in timar_blender/model")
-    timar_blender.register()
-    yield
-    timar_blender.unregister()
+pytestmark = pytest.mark.usefixtures("blender_addon")
 
 
 @pytest.fixture
 def scene(tmp_path: Path):
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.timar.create_test_rig()
-    sc = bpy.context.scene
-    sc.timar.seed, sc.timar.context_turns = 2, 3
+    sc = new_scene(seed=2, context_turns=3)
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     yield sc
     if live.active() is not None:
@@ -58,23 +46,8 @@ def state() -> dict:
         out["values"][kb.name] = (round(kb.value, 6), kb.slider_min, kb.slider_max)
     for pb in bpy.data.objects["TIMAR Test Head Rig"].pose.bones:
         out["values"][pb.name] = tuple(round(v, 6) for v in pb.rotation_quaternion)
-    for idb in (head.data.shape_keys, bpy.data.objects["TIMAR Test Head Rig"]):
-        ad = idb.animation_data
-        out["assigned"][idb.name] = (ad.action.name if ad and ad.action else None, len(ad.nla_tracks) if ad else 0)
+    out["assigned"] = assignments([head.data.shape_keys, bpy.data.objects["TIMAR Test Head Rig"]])
     return out
-
-
-def keys(idblock, path: str) -> np.ndarray:
-    ad = idblock.animation_data
-    if keyframes.SLOTTED:
-        from bpy_extras import anim_utils
-
-        fc = anim_utils.action_get_channelbag_for_slot(ad.action, ad.action_slot).fcurves.find(path)
-    else:
-        fc = ad.action.fcurves.find(path)
-    co = np.zeros(2 * len(fc.keyframe_points), np.float32)
-    fc.keyframe_points.foreach_get("co", co)
-    return co.reshape(-1, 2)
 
 
 def tick_until(cond, timeout: float = 60.0) -> None:
@@ -107,7 +80,7 @@ def test_stop_keeps_the_take_next_to_the_blend_and_stashes_the_artists_action(sc
     expected = generate_dialogue(job.backend_for(""), captured, np.zeros_like(captured), None,
                                  SamplingOptions(seed=2, context_turns=3), normalization="running").motion
     offsets, values = resample(expected, 25.0, 24.0)
-    got = keys(key, 'key_blocks["Exp010"].value')
+    got = read_keys(key, 'key_blocks["Exp010"].value')
     np.testing.assert_allclose(got[:, 0], scene.timar.start_frame + offsets, atol=1e-4)
     np.testing.assert_allclose(got[:, 1], values[:, 9], atol=1e-5)
     assert key.animation_data.action is not own
@@ -122,13 +95,12 @@ def test_device_gone_mid_take_writes_what_was_captured(scene, user) -> None:
     assert live.active() is None
     report = scene.timar_live.last_report
     assert report.startswith("the microphone 'USB' stopped") and "1.9 s captured" in report and "take written" in report
-    got = keys(scene.timar.character.data.shape_keys, 'key_blocks["Exp001"].value')
+    got = read_keys(scene.timar.character.data.shape_keys, 'key_blocks["Exp001"].value')
     assert len(got) == len(resample(np.zeros((47, 56)), 25.0, 24.0)[0])  # 30000 samples = 47 model frames
 
 
 def test_unsaved_file_saves_the_audio_in_a_user_folder(scene, user, tmp_path, monkeypatch) -> None:
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.timar.create_test_rig()
+    new_scene()
     monkeypatch.setattr(bpy.utils, "user_resource", lambda kind, path="", create=False: str(tmp_path / "user" / path))
     (tmp_path / "user" / "timar_live").mkdir(parents=True)
     bpy.context.scene.timar_live.max_seconds = 1.0
@@ -175,10 +147,7 @@ def test_arkit_demo_head_listens_live_and_keeps_the_take(user, tmp_path) -> None
     ARKit writer; its stored FLAME motion is the offline generation on the captured audio."""
     from timar_blender.blender.export import take_motion
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    assert bpy.ops.timar.add_demo_head() == {"FINISHED"}
-    sc = bpy.context.scene
-    sc.timar.seed, sc.timar.context_turns, sc.timar.add_sound = 4, 3, False
+    sc = new_scene("add_demo_head", seed=4, context_turns=3, add_sound=False)
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "demo.blend"))
     head = sc.timar.character
     sc.timar_live.max_seconds = 2.0

@@ -56,19 +56,6 @@ def _pick_times(agent: str, user: str, seconds: float) -> list[tuple[float, str]
     return sorted(picks)
 
 
-def _render(scene, frame: int, path: Path) -> np.ndarray:
-    import bpy
-
-    scene.frame_set(frame)
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    img = bpy.data.images.load(str(path))
-    w, h = img.size
-    px = np.array(img.pixels[:], np.float32).reshape(h, w, 4)[::-1, :, :3]
-    bpy.data.images.remove(img)
-    return px
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", help="the character's speech (default: the DualTalk demo, else synthetic)")
@@ -84,16 +71,14 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     import timar_blender
+    from addon_tests.blender_helpers import new_scene, render_still
     from timar_blender.blender import keyframes
 
     tmp = Path(tempfile.mkdtemp(prefix="timar-strip-"))
     agent, user = (args.agent, args.user) if args.agent and args.user else _speech(tmp)
-    bpy.ops.wm.read_factory_settings(use_empty=True)
     timar_blender.register()
-    bpy.ops.timar.add_demo_head()
-    scene = bpy.context.scene
+    scene = new_scene("add_demo_head", agent_audio=agent, user_audio=user, seed=args.seed, add_sound=False)
     s = scene.timar
-    s.agent_audio, s.user_audio, s.seed, s.add_sound = agent, user, args.seed, False
     assert bpy.ops.timar.generate() == {"FINISHED"}
     print(s.last_report)
     fps = keyframes.scene_fps(scene)
@@ -109,7 +94,7 @@ def main() -> None:
     fig, axes = plt.subplots(1, 6, figsize=(12, 2.45), dpi=100)
     for ax, (t, who) in zip(axes, _pick_times(agent, user, (scene.frame_end - s.start_frame) / fps), strict=True):
         frame = s.start_frame + round(t * fps)
-        img = _render(scene, frame, tmp / f"f{frame}.png")
+        img = render_still(scene, frame, tmp / f"f{frame}.png")
         jaw = key.key_blocks["jawOpen"].value
         ax.imshow(img[10:-10, 20:-20])
         ax.set_title(f"{t:.1f} s {who}\njawOpen {jaw:.2f}", fontsize=9)

@@ -22,7 +22,7 @@ from ..engine.arkit import (
     preset_for,
 )
 from ..engine.rigmap import ChannelMap, Target, expression_keys, normalize
-from .rig import RigError, armature_of, not_editable, shape_key_names
+from .rig import RigError, check_editable, editable_armature, shape_key_names
 
 HEAD_BONE_NAMES = ("head", "neck")  # the head turns the whole head; the neck where a rig has no head bone
 BLINKS = ("eyeBlinkLeft", "eyeBlinkRight")
@@ -124,13 +124,8 @@ def plan_for(obj: bpy.types.Object | None, s) -> ArkitPlan:
         raise RigError("choose the character (a mesh with ARKit shape keys)")
     if obj.type != "MESH" or obj.data.shape_keys is None:
         raise RigError(f"'{obj.name}' has no shape keys (use Add Demo Head, or an ARKit rig)")
+    check_editable(obj)
     key = obj.data.shape_keys
-    for idb, what in ((obj, "object"), (obj.data, "mesh"), (key, "shape keys")):
-        if not_editable(idb):
-            raise RigError(
-                f"'{obj.name}': its {what} are linked from a library and cannot be animated here "
-                "(make them local, or an editable library override)"
-            )
     map_path = _abspath(s.retarget_map)
     retarget = load_retarget_map(map_path) if map_path else default_retarget_map()
     preset, unmatched = current_preset(obj, s)
@@ -140,7 +135,5 @@ def plan_for(obj: bpy.types.Object | None, s) -> ArkitPlan:
             raise RigError(f"{where}: {name} drives shape key '{setting.target}', which '{obj.name}' lacks")
     if not preset.channels:
         raise RigError(f"'{obj.name}' has no ARKit-named shape keys (jawOpen, ...); load a mapping preset")
-    arm = armature_of(obj)
-    if arm is not None and not_editable(arm):
-        raise RigError(f"armature '{arm.name}' is linked and cannot be animated here")
+    arm = editable_armature(obj)
     return ArkitPlan(retarget, preset, unmatched, arm, head_bone(arm), s.blinks, map_path, _abspath(s.mapping_preset))

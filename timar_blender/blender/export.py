@@ -158,6 +158,17 @@ class _SceneRange:
         return False
 
 
+def _run_exporter(context: bpy.types.Context, obj: bpy.types.Object, path: Path, what: str, op, **options) -> dict:
+    """Run Blender's exporter ``op`` on exactly the character's objects over the take's frames."""
+    frames = _frame_range(obj)
+    objs = character_objects(obj)
+    with _Selection(context, objs), _SceneRange(context.scene, frames):
+        result = op(filepath=str(path), use_selection=True, **options)
+    if "FINISHED" not in result or not path.is_file():
+        raise ExportError(f"{path}: the {what} exporter did not write the file")
+    return {"path": str(path), "frames": list(frames), "objects": [o.name for o in objs]}
+
+
 def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | Path) -> dict:
     """glTF 2.0 (``.glb`` binary or ``.gltf`` + ``.bin``): mesh with morph targets, skin, and one
     animation with the shape-key weights and the head bone, sampled at every frame of the take."""
@@ -165,27 +176,20 @@ def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | P
     fmt = {".glb": "GLB", ".gltf": "GLTF_SEPARATE"}.get(path.suffix.lower())
     if fmt is None:
         raise ExportError(f"{path}: glTF export needs a .glb or .gltf file name")
-    frames = _frame_range(obj)
-    objs = character_objects(obj)
-    with _Selection(context, objs), _SceneRange(context.scene, frames):
-        result = bpy.ops.export_scene.gltf(
-            filepath=str(path),
-            export_format=fmt,
-            use_selection=True,
-            export_animations=True,
-            export_animation_mode="ACTIVE_ACTIONS",
-            export_frame_range=True,
-            export_force_sampling=False,
-            export_morph=True,
-            export_morph_animation=True,
-            export_skins=True,
-            export_apply=False,
-            export_cameras=False,
-            export_lights=False,
-        )
-    if "FINISHED" not in result or not path.is_file():
-        raise ExportError(f"{path}: the glTF exporter did not write the file")
-    return {"path": str(path), "frames": list(frames), "objects": [o.name for o in objs]}
+    return _run_exporter(
+        context, obj, path, "glTF", bpy.ops.export_scene.gltf,
+        export_format=fmt,
+        export_animations=True,
+        export_animation_mode="ACTIVE_ACTIONS",
+        export_frame_range=True,
+        export_force_sampling=False,
+        export_morph=True,
+        export_morph_animation=True,
+        export_skins=True,
+        export_apply=False,
+        export_cameras=False,
+        export_lights=False,
+    )
 
 
 def export_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Path) -> dict:
@@ -193,25 +197,18 @@ def export_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Pa
     path = Path(path)
     if path.suffix.lower() != ".fbx":
         raise ExportError(f"{path}: FBX export needs a .fbx file name")
-    frames = _frame_range(obj)
-    objs = character_objects(obj)
-    with _Selection(context, objs), _SceneRange(context.scene, frames):
-        result = bpy.ops.export_scene.fbx(
-            filepath=str(path),
-            use_selection=True,
-            object_types={"ARMATURE", "MESH"},
-            add_leaf_bones=False,
-            bake_anim=True,
-            bake_anim_use_all_bones=True,
-            bake_anim_use_nla_strips=False,
-            bake_anim_use_all_actions=False,
-            bake_anim_force_startend_keying=True,
-            bake_anim_step=1.0,
-            bake_anim_simplify_factor=0.0,
-        )
-    if "FINISHED" not in result or not path.is_file():
-        raise ExportError(f"{path}: the FBX exporter did not write the file")
-    return {"path": str(path), "frames": list(frames), "objects": [o.name for o in objs]}
+    return _run_exporter(
+        context, obj, path, "FBX", bpy.ops.export_scene.fbx,
+        object_types={"ARMATURE", "MESH"},
+        add_leaf_bones=False,
+        bake_anim=True,
+        bake_anim_use_all_bones=True,
+        bake_anim_use_nla_strips=False,
+        bake_anim_use_all_actions=False,
+        bake_anim_force_startend_keying=True,
+        bake_anim_step=1.0,
+        bake_anim_simplify_factor=0.0,
+    )
 
 
 EXPORTERS = {

@@ -82,6 +82,11 @@ def character_info(s) -> dict:
     return {"kind": "FLAME", "map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
 
 
+def sampling_options(s) -> SamplingOptions:
+    """The panel's sampling settings (shared by Generate and live mode)."""
+    return SamplingOptions(context_turns=s.context_turns, cfg=s.cfg, temperature=s.temperature, seed=s.seed)
+
+
 def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
     """Validate the panel's inputs and turn them into an engine request (no scene changes)."""
     info = character_info(s)
@@ -97,7 +102,7 @@ def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
     a_ch = int(s.agent_channel) if s.stereo else None
     u_ch = (1 - a_ch) if s.stereo else None
     model = _abspath(s.model_path)
-    opts = SamplingOptions(context_turns=s.context_turns, cfg=s.cfg, temperature=s.temperature, seed=s.seed)
+    opts = sampling_options(s)
     req = Request(
         agent_audio=agent,
         user_audio=user,

@@ -32,8 +32,8 @@ from ..engine.capture import CaptureError, SoundDeviceSource, Source, input_devi
 from ..engine.curves import apply_strengths
 from ..engine.live import LiveSession, LiveTake, latency_stats
 from ..engine.rigmap import ChannelMap
-from ..engine.sampler import SamplingOptions
 from . import generate, keyframes
+from .panel import SubPanel
 from .rig import RigError
 
 TICK = 0.01  # s between timer ticks: frames appear within ~5 ms of being ready on average
@@ -126,10 +126,6 @@ def last_result() -> dict | None:
     return _last
 
 
-def _options(s) -> SamplingOptions:
-    return SamplingOptions(context_turns=s.context_turns, cfg=s.cfg, temperature=s.temperature, seed=s.seed)
-
-
 def start(context, source: Source | None = None) -> LiveRun:
     """Check everything, open the microphone (or ``source``), start the session and the timer.
 
@@ -152,7 +148,7 @@ def start(context, source: Source | None = None) -> LiveRun:
             agent = load_audio(agent_path)
         except AudioError as exc:
             raise LiveError(str(exc)) from exc
-    opts = _options(s)
+    opts = generate.sampling_options(s)
     model = generate._abspath(s.model_path)
     try:
         backend = job.backend_for(model)
@@ -472,14 +468,9 @@ class TIMAR_OT_live_refresh_devices(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class TIMAR_PT_live(bpy.types.Panel):
+class TIMAR_PT_live(SubPanel, bpy.types.Panel):
     bl_label = "Live (Microphone)"
     bl_idname = "TIMAR_PT_live"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "TIMAR"
-    bl_parent_id = "TIMAR_PT_generate"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         live = context.scene.timar_live

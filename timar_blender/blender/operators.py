@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import traceback
+from collections.abc import Callable
 
 import bpy
 from bpy.props import StringProperty
@@ -23,6 +24,23 @@ from .rig import RigError, create_test_rig, fill_channel_table
 
 def _settings(context):
     return context.scene.timar
+
+
+def _has_character(context) -> bool:
+    s = getattr(context.scene, "timar", None)
+    return s is not None and s.character is not None
+
+
+def _add_character(context, build: Callable[[bpy.types.Context], bpy.types.Object]) -> None:
+    """Build a head in object mode, select it alone and make it the character."""
+    if context.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    head = build(context)
+    for obj in context.view_layer.objects:
+        obj.select_set(False)
+    head.select_set(True)
+    context.view_layer.objects.active = head
+    _settings(context).character = head
 
 
 class TIMAR_OT_generate(bpy.types.Operator):
@@ -182,14 +200,7 @@ class TIMAR_OT_create_test_rig(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        if context.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-        head = create_test_rig(context)
-        for obj in context.view_layer.objects:
-            obj.select_set(False)
-        head.select_set(True)
-        context.view_layer.objects.active = head
-        _settings(context).character = head
+        _add_character(context, create_test_rig)
         return {"FINISHED"}
 
 
@@ -202,21 +213,12 @@ class TIMAR_OT_fill_channel_map(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        s = getattr(context.scene, "timar", None)
-        return s is not None and s.character is not None
+        return _has_character(context)
 
     def execute(self, context):
         cmap = fill_channel_table(_settings(context).character)
         self.report({"INFO"}, f"{len(cmap.targets)} channels matched, {len(cmap.unmatched)} unmatched")
         return {"FINISHED"}
-
-
-def _make_character(context, head) -> None:
-    for obj in context.view_layer.objects:
-        obj.select_set(False)
-    head.select_set(True)
-    context.view_layer.objects.active = head
-    _settings(context).character = head
 
 
 class TIMAR_OT_add_demo_head(bpy.types.Operator):
@@ -228,15 +230,8 @@ class TIMAR_OT_add_demo_head(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        if context.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-        _make_character(context, build_demo_head(context))
+        _add_character(context, build_demo_head)
         return {"FINISHED"}
-
-
-def _has_character(context) -> bool:
-    s = getattr(context.scene, "timar", None)
-    return s is not None and s.character is not None
 
 
 class TIMAR_OT_save_mapping_preset(bpy.types.Operator, ExportHelper):
@@ -312,46 +307,38 @@ class _ExportBase(ExportHelper):
         return {"FINISHED"}
 
 
-class TIMAR_OT_export_gltf(bpy.types.Operator, _ExportBase):
-    """Export the character with its take as glTF 2.0 (morph-target and head animation)"""
-
-    bl_idname = "timar.export_gltf"
-    bl_label = "Export glTF"
-    kind = "gltf"
-    filename_ext = ".glb"
-    filter_glob: StringProperty(default="*.glb;*.gltf", options={"HIDDEN"})
-    check_extension = None  # .glb or .gltf, as typed
-
-
-class TIMAR_OT_export_fbx(bpy.types.Operator, _ExportBase):
-    """Export the character with its take as FBX (baked shape keys and bones)"""
-
-    bl_idname = "timar.export_fbx"
-    bl_label = "Export FBX"
-    kind = "fbx"
-    filename_ext = ".fbx"
-    filter_glob: StringProperty(default="*.fbx", options={"HIDDEN"})
+def _export_operator(name: str, kind: str, label: str, ext: str, glob: str, doc: str) -> type:
+    """The operator ``timar.<name>`` running ``export.EXPORTERS[kind]``; where ``glob`` allows several
+    extensions, the one typed is kept (``ext`` is only the default)."""
+    attrs = {
+        "__doc__": doc,
+        "bl_idname": f"timar.{name}",
+        "bl_label": label,
+        "kind": kind,
+        "filename_ext": ext,
+        "__annotations__": {"filter_glob": StringProperty(default=glob, options={"HIDDEN"})},
+    }
+    if ";" in glob:
+        attrs["check_extension"] = None
+    return type(f"TIMAR_OT_{name}", (bpy.types.Operator, _ExportBase), attrs)
 
 
-class TIMAR_OT_export_live_link_csv(bpy.types.Operator, _ExportBase):
-    """Export the take as a Live Link Face CSV (ARKit-52 blendshapes and head rotation)"""
-
-    bl_idname = "timar.export_live_link_csv"
-    bl_label = "Export Live Link CSV"
-    kind = "csv"
-    filename_ext = ".csv"
-    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})
-
-
-class TIMAR_OT_export_flame(bpy.types.Operator, _ExportBase):
-    """Export the take's raw FLAME-56 motion (NPZ or JSON, with fps and channel names)"""
-
-    bl_idname = "timar.export_flame"
-    bl_label = "Export FLAME-56"
-    kind = "flame"
-    filename_ext = ".npz"
-    filter_glob: StringProperty(default="*.npz;*.json", options={"HIDDEN"})
-    check_extension = None  # .npz or .json, as typed
+TIMAR_OT_export_gltf = _export_operator(
+    "export_gltf", "gltf", "Export glTF", ".glb", "*.glb;*.gltf",
+    "Export the character with its take as glTF 2.0 (morph-target and head animation)",
+)
+TIMAR_OT_export_fbx = _export_operator(
+    "export_fbx", "fbx", "Export FBX", ".fbx", "*.fbx",
+    "Export the character with its take as FBX (baked shape keys and bones)",
+)
+TIMAR_OT_export_live_link_csv = _export_operator(
+    "export_live_link_csv", "csv", "Export Live Link CSV", ".csv", "*.csv",
+    "Export the take as a Live Link Face CSV (ARKit-52 blendshapes and head rotation)",
+)
+TIMAR_OT_export_flame = _export_operator(
+    "export_flame", "flame", "Export FLAME-56", ".npz", "*.npz;*.json",
+    "Export the take's raw FLAME-56 motion (NPZ or JSON, with fps and channel names)",
+)
 
 
 CLASSES = (

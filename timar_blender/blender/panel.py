@@ -11,12 +11,24 @@ from .arkit_rig import describe_unmatched as describe_arkit
 from .rig import RigError, channel_map
 
 
-class TIMAR_PT_generate(bpy.types.Panel):
-    bl_label = "TIMAR Conversation"
-    bl_idname = "TIMAR_PT_generate"
+class SidebarPanel:
+    """Where the TIMAR panels live: 3D Viewport > Sidebar > TIMAR."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "TIMAR"
+
+
+class SubPanel(SidebarPanel):
+    """A section under TIMAR Conversation, closed until opened."""
+
+    bl_parent_id = "TIMAR_PT_generate"
+    bl_options = {"DEFAULT_CLOSED"}
+
+
+class TIMAR_PT_generate(SidebarPanel, bpy.types.Panel):
+    bl_label = "TIMAR Conversation"
+    bl_idname = "TIMAR_PT_generate"
 
     def draw(self, context):
         s = context.scene.timar
@@ -74,14 +86,9 @@ class TIMAR_PT_generate(bpy.types.Panel):
             col.label(text=s.last_report)
 
 
-class TIMAR_PT_channel_map(bpy.types.Panel):
+class TIMAR_PT_channel_map(SubPanel, bpy.types.Panel):
     bl_label = "Channel Map"
     bl_idname = "TIMAR_PT_channel_map"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "TIMAR"
-    bl_parent_id = "TIMAR_PT_generate"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         s = context.scene.timar
@@ -104,14 +111,9 @@ class TIMAR_PT_channel_map(bpy.types.Panel):
             row.prop(item, "gain", text="")
 
 
-class TIMAR_PT_arkit(bpy.types.Panel):
+class TIMAR_PT_arkit(SubPanel, bpy.types.Panel):
     bl_label = "ARKit Mapping"
     bl_idname = "TIMAR_PT_arkit"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "TIMAR"
-    bl_parent_id = "TIMAR_PT_generate"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         s = context.scene.timar
@@ -139,14 +141,9 @@ class TIMAR_PT_arkit(bpy.types.Panel):
             row.label(text=f"{c.target}  x{c.gain:g}  [{c.clamp_min:g}, {c.clamp_max:g}]")
 
 
-class TIMAR_PT_export(bpy.types.Panel):
+class TIMAR_PT_export(SubPanel, bpy.types.Panel):
     bl_label = "Export"
     bl_idname = "TIMAR_PT_export"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "TIMAR"
-    bl_parent_id = "TIMAR_PT_generate"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         col = self.layout.column(align=True)

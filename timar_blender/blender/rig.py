@@ -55,6 +55,24 @@ def not_editable(idb: bpy.types.ID) -> bool:
     return override is not None and override.is_system_override
 
 
+def check_editable(obj: bpy.types.Object) -> None:
+    """RigError unless the object, its mesh and its shape keys can be animated here (not linked)."""
+    for idb, what in ((obj, "object"), (obj.data, "mesh"), (obj.data.shape_keys, "shape keys")):
+        if not_editable(idb):
+            raise RigError(
+                f"'{obj.name}': its {what} are linked from a library and cannot be animated here "
+                "(make them local, or an editable library override)"
+            )
+
+
+def editable_armature(obj: bpy.types.Object) -> bpy.types.Object | None:
+    """The armature deforming ``obj`` (None without one); RigError if it is linked."""
+    arm = armature_of(obj)
+    if arm is not None and not_editable(arm):
+        raise RigError(f"armature '{arm.name}' is linked and cannot be animated here")
+    return arm
+
+
 def check_character(obj: bpy.types.Object | None) -> tuple[ChannelMap, bpy.types.Object | None]:
     """The map and armature for writing, or RigError saying what is wrong."""
     if obj is None:
@@ -63,17 +81,10 @@ def check_character(obj: bpy.types.Object | None) -> tuple[ChannelMap, bpy.types
         raise RigError(f"'{obj.name}' is a {obj.type.lower()}, not a mesh with shape keys")
     if obj.data.shape_keys is None:
         raise RigError(f"'{obj.name}' has no shape keys (use Create Test Rig, or a FLAME head)")
+    check_editable(obj)
     key = obj.data.shape_keys
-    for idb, what in ((obj, "object"), (obj.data, "mesh"), (key, "shape keys")):
-        if not_editable(idb):
-            raise RigError(
-                f"'{obj.name}': its {what} are linked from a library and cannot be animated here "
-                "(make them local, or an editable library override)"
-            )
     cmap = channel_map(obj)
-    arm = armature_of(obj)
-    if arm is not None and not_editable(arm):
-        raise RigError(f"armature '{arm.name}' is linked and cannot be animated here")
+    arm = editable_armature(obj)
     for ch, t in cmap.targets.items():
         if t.kind == "SHAPE_KEY" and t.name not in key.key_blocks:
             raise RigError(f"channel {CHANNEL_NAMES[ch]} maps to shape key '{t.name}', which '{obj.name}' lacks")
