@@ -61,6 +61,7 @@ def main() -> None:
     p.add_argument("--agent", help="the character's speech (default: the DualTalk demo, else synthetic)")
     p.add_argument("--user", help="the other person's speech")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoothing", type=float, default=2.0, help="the panel's Smoothing, in model frames")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "demo_head_strip.png")
     args = p.parse_args()
 
@@ -77,7 +78,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="timar-strip-"))
     agent, user = (args.agent, args.user) if args.agent and args.user else _speech(tmp)
     timar_blender.register()
-    scene = new_scene("add_demo_head", agent_audio=agent, user_audio=user, seed=args.seed, add_sound=False)
+    scene = new_scene("add_demo_head", agent_audio=agent, user_audio=user, seed=args.seed, add_sound=False,
+                      smoothing=args.smoothing)
     s = scene.timar
     assert bpy.ops.timar.generate() == {"FINISHED"}
     print(s.last_report)
