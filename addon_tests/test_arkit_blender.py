@@ -370,6 +370,32 @@ def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:
     np.testing.assert_array_equal(exports.read_flame(tmp_path / "long.npz")[0], motion)
 
 
+@pytest.mark.slow
+def test_long_dialogue_fbx_round_trip(wavs, tmp_path: Path) -> None:
+    """The same 5.5-minute take through FBX (Blender bakes every frame: ~20 s) and back into bpy."""
+    scene = demo_scene(wavs)
+    s = scene.timar
+    req, info = generate.build_request(scene, s)
+    frames = int(5.5 * 60 * 25)
+    t = np.arange(frames) / 25.0
+    motion = np.zeros((frames, 56), np.float32)
+    motion[:, 50] = 0.08 + 0.08 * np.sin(2 * np.pi * 2.7 * t)
+    motion[:, 53] = 0.06 * np.sin(2 * np.pi * 0.2 * t)
+    result = job.Result([DialogueMotion(motion, 25.0, np.arange(frames) // 25, np.ones(frames, bool))], "cpu", "test",
+                        "synthetic", frames / 25.0)
+    generate.write_result(bpy.context, s, req, info, result)
+    before = shape_key_curves(s.character)
+    assert bpy.ops.timar.export_fbx(filepath=str(tmp_path / "long.fbx")) == {"FINISHED"}
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.fbx(filepath=str(tmp_path / "long.fbx"), anim_offset=0.0)
+    after = shape_key_curves(bpy.data.objects[HEAD])
+    assert sorted(after) == sorted(before)
+    jaw = after["jawOpen"]
+    assert len(jaw) >= 7920 and jaw[-1, 0] >= 7920  # every frame of the 330 s at 24 fps, to the end
+    for name, co in before.items():
+        np.testing.assert_allclose(after[name][:, 1], co[:, 1], atol=1e-5, err_msg=name)
+
+
 # ----------------------------------------------------------------------------- presets and maps
 
 
