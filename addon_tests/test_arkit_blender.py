@@ -195,7 +195,10 @@ def test_generate_drives_the_arkit_keys_and_the_head_bone(take_blend: Path) -> N
     np.testing.assert_array_equal(frames, np.arange(1, 73))  # 3 s at 25 fps into the 24-fps scene
     allv = np.stack([k[:, 1] for k in keys.values()])
     assert allv.min() >= 0.0 and allv.max() <= 1.0
-    assert keys["jawOpen"][:, 1].max() > 0.5 and keys["eyeBlinkLeft"][:, 1].max() > 0.5  # talking, blinking
+    jaw_key, f = keys["jawOpen"][:, 1], keys["jawOpen"][:, 0]
+    talking, silent = jaw_key[(f >= 40) & (f <= 70)], jaw_key[(f >= 2) & (f <= 34)]  # agent speaks 1.5-2.9 s
+    assert talking.max() > 0.2 and talking.mean() > silent.mean() + 0.05  # the jaw opens with the agent's speech
+    assert keys["eyeBlinkLeft"][:, 1].max() > 0.5  # blinking
     rig = bpy.data.objects[f"{HEAD} Rig"]
     head_curves = fcurves(rig)
     assert sorted(head_curves) == [('pose.bones["head"].rotation_quaternion', i) for i in range(4)]
@@ -222,7 +225,7 @@ def test_workbench_render_shows_the_mouth_open_while_speaking(take_blend: Path, 
     silent = (jaw[:, 0] >= 2) & (jaw[:, 0] <= 34)
     f_talk = int(jaw[speaking][np.argmax(jaw[speaking, 1]), 0])
     f_quiet = int(jaw[silent][np.argmin(jaw[silent, 1]), 0])
-    assert jaw[jaw[:, 0] == f_talk, 1][0] - jaw[jaw[:, 0] == f_quiet, 1][0] > 0.5
+    assert jaw[jaw[:, 0] == f_talk, 1][0] - jaw[jaw[:, 0] == f_quiet, 1][0] > 0.2
     r = scene.render
     r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage = "BLENDER_WORKBENCH", 320, 180, 100
     scene.display.shading.light, scene.display.shading.color_type = "STUDIO", "MATERIAL"
