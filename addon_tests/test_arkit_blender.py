@@ -346,8 +346,8 @@ def test_export_without_a_take_says_so(wavs, tmp_path: Path) -> None:
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "x.glb").exists()
 
 
-def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:
-    """5.5 minutes of synthetic FLAME motion through the same writer, then glTF, CSV and FLAME back."""
+def write_long_take(wavs) -> tuple[bpy.types.Object, np.ndarray, int]:
+    """5.5 minutes of synthetic FLAME motion written onto the demo head by Generate's writer."""
     scene = demo_scene(wavs)
     s = scene.timar
     req, info = generate.build_request(scene, s)
@@ -361,7 +361,12 @@ def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:
                         "synthetic", frames / 25.0)
     summary = generate.write_result(bpy.context, s, req, info, result)
     assert summary["takes"][0]["frames"] == [1, 7920]  # 330 s at 24 fps
-    head = s.character
+    return s.character, motion, frames
+
+
+def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:
+    """The 5.5-minute take through glTF, CSV and FLAME and back."""
+    head, motion, frames = write_long_take(wavs)
     assert bpy.ops.timar.export_gltf(filepath=str(tmp_path / "long.glb")) == {"FINISHED"}
     assert check_gltf(tmp_path / "long.glb", head, 24.0) == 7920
     assert bpy.ops.timar.export_live_link_csv(filepath=str(tmp_path / "long.csv")) == {"FINISHED"}
@@ -376,18 +381,8 @@ def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_long_dialogue_fbx_round_trip(wavs, tmp_path: Path) -> None:
     """The same 5.5-minute take through FBX (Blender bakes every frame: ~20 s) and back into bpy."""
-    scene = demo_scene(wavs)
-    s = scene.timar
-    req, info = generate.build_request(scene, s)
-    frames = int(5.5 * 60 * 25)
-    t = np.arange(frames) / 25.0
-    motion = np.zeros((frames, 56), np.float32)
-    motion[:, 50] = 0.08 + 0.08 * np.sin(2 * np.pi * 2.7 * t)
-    motion[:, 53] = 0.06 * np.sin(2 * np.pi * 0.2 * t)
-    result = job.Result([DialogueMotion(motion, 25.0, np.arange(frames) // 25, np.ones(frames, bool))], "cpu", "test",
-                        "synthetic", frames / 25.0)
-    generate.write_result(bpy.context, s, req, info, result)
-    before = shape_key_curves(s.character)
+    head, _, _ = write_long_take(wavs)
+    before = shape_key_curves(head)
     assert bpy.ops.timar.export_fbx(filepath=str(tmp_path / "long.fbx")) == {"FINISHED"}
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.import_scene.fbx(filepath=str(tmp_path / "long.fbx"), anim_offset=0.0)
