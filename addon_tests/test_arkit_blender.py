@@ -6,6 +6,8 @@ preset and retarget map files (bad ones change nothing), and the headless flags.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -286,12 +288,41 @@ def check_gltf(path: Path, head, fps: float) -> int:
     return len(times)
 
 
+VALIDATOR = Path(__file__).resolve().parent / "gltf_validator"
+
+
+def khronos_validate(*paths: Path) -> None:
+    """The official Khronos glTF-Validator (npm ``gltf-validator``, run by node) reports no error and
+    no warning on each file (external .bin files included)."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the Khronos glTF validator runs on node.js")
+    if not (VALIDATOR / "node_modules" / "gltf-validator").is_dir():
+        pytest.skip("the Khronos glTF validator is not installed: npm ci --prefix addon_tests/gltf_validator")
+    r = subprocess.run(["node", str(VALIDATOR / "validate.js"), *map(str, paths)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    reports = json.loads(r.stdout)
+    assert len(reports) == len(paths)
+    for report in reports:
+        issues = report["issues"]
+        found = [(m["code"], m.get("pointer"), m["message"]) for m in issues["messages"] if m["severity"] <= 1]
+        assert (issues["numErrors"], issues["numWarnings"]) == (0, 0), f"{report['file']}: {found}"
+
+
 def test_gltf_round_trip(take_blend: Path, tmp_path: Path) -> None:
     scene, head = open_take(take_blend)
     assert bpy.ops.timar.export_gltf(filepath=str(tmp_path / "take.glb")) == {"FINISHED"}
     assert check_gltf(tmp_path / "take.glb", head, keyframes.scene_fps(scene)) == 72
     assert bpy.ops.timar.export_gltf(filepath=str(tmp_path / "take.gltf")) == {"FINISHED"}  # + take.bin
     assert (tmp_path / "take.bin").is_file()
+    khronos_validate(tmp_path / "take.glb", tmp_path / "take.gltf")
+
+
+def test_gltf_of_the_flame_test_rig_passes_the_khronos_validator(wavs, tmp_path: Path) -> None:
+    new_scene("create_test_rig", agent_audio=str(wavs[0]), user_audio=str(wavs[1]), add_sound=False)
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    assert bpy.ops.timar.export_gltf(filepath=str(tmp_path / "rig.glb")) == {"FINISHED"}
+    khronos_validate(tmp_path / "rig.glb")
 
 
 def test_fbx_round_trip(take_blend: Path, tmp_path: Path) -> None:
@@ -369,6 +400,7 @@ def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:
     head, motion, frames = write_long_take(wavs)
     assert bpy.ops.timar.export_gltf(filepath=str(tmp_path / "long.glb")) == {"FINISHED"}
     assert check_gltf(tmp_path / "long.glb", head, 24.0) == 7920
+    khronos_validate(tmp_path / "long.glb")
     assert bpy.ops.timar.export_live_link_csv(filepath=str(tmp_path / "long.csv")) == {"FINISHED"}
     _, values = exports.read_live_link_csv(tmp_path / "long.csv")
     assert values.shape == (frames, 61)

@@ -171,7 +171,12 @@ def _run_exporter(context: bpy.types.Context, obj: bpy.types.Object, path: Path,
 
 def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | Path) -> dict:
     """glTF 2.0 (``.glb`` binary or ``.gltf`` + ``.bin``): mesh with morph targets, skin, and one
-    animation with the shape-key weights and the head bone, sampled at every frame of the take."""
+    animation with the shape-key weights and the head bone, sampled at every frame of the take.
+
+    The armature object is left out (its single root bone becomes the skeleton's root node), so the
+    skinned meshes are root nodes as glTF expects: the Khronos validator warns about a skinned mesh
+    under a parent (NODE_SKINNED_MESH_NON_ROOT). Blender keeps the armature object for a rig with
+    several root bones."""
     path = Path(path)
     fmt = {".glb": "GLB", ".gltf": "GLTF_SEPARATE"}.get(path.suffix.lower())
     if fmt is None:
@@ -186,6 +191,7 @@ def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | P
         export_morph=True,
         export_morph_animation=True,
         export_skins=True,
+        export_armature_object_remove=True,
         export_apply=False,
         export_cameras=False,
         export_lights=False,
