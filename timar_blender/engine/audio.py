@@ -11,6 +11,11 @@ from pathlib import Path
 import numpy as np
 
 TARGET_RATE = 16_000
+# checked on the file's header before decoding: a header claiming 1 Hz would otherwise be resampled
+# into gigabytes, and an hours-long claim decoded before anything could refuse it
+RATE_RANGE = (4_000, 384_000)
+MAX_SECONDS = 4 * 3600.0
+MAX_CHANNELS = 64
 
 
 class AudioError(ValueError):
@@ -53,15 +58,39 @@ def load_audio(path: str | Path, channel: int | None = None, target_rate: int = 
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: audio file is empty (0 bytes)")
     try:
-        wave, rate = sf.read(str(path), dtype="float32", always_2d=False)
+        head = sf.info(str(path))
     except Exception as exc:  # libsndfile reports format problems as RuntimeError/LibsndfileError
-        raise AudioError(f"{path}: cannot read audio ({exc})") from exc
+        raise AudioError(f"{path}: cannot read audio ({_one_line(exc)})") from None
+    check_header(path, head.samplerate, head.frames, head.channels)
+    try:
+        wave, rate = sf.read(str(path), dtype="float32", always_2d=False)
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio ({_one_line(exc)})") from None
     if wave.size == 0:
         raise AudioError(f"{path}: audio file holds no samples")
     wave = to_mono(wave, channel, source=str(path))
     if not np.isfinite(wave).all():
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
     return resample(wave, int(rate), target_rate)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_header(path: object, rate: int, frames: int, channels: int) -> None:
+    """Refuse a declared rate, length or channel count no speech track has (before decoding)."""
+    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+        raise AudioError(
+            f"{path}: sample rate {rate} Hz is outside {RATE_RANGE[0]}-{RATE_RANGE[1]} Hz (a damaged header?)"
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{path}: {channels} channels; at most {MAX_CHANNELS} are read")
+    if frames > MAX_SECONDS * rate:
+        raise AudioError(
+            f"{path}: {frames / rate / 3600:.1f} hours of audio; at most {MAX_SECONDS / 3600:g} hours are read"
+        )
 
 
 NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor's

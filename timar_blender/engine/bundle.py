@@ -16,6 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from .bundle_checks import (
+    BundleCheckError,
+    check_channels,
+    check_coefficients,
+    check_fps,
+    check_no_escaping_links,
+    check_number,
+    confined,
+    file_entry,
+)
 from .layout import SEPARATORS
 from .sampler import ModelInfo
 from .schedule import DiffusionCoefficients
@@ -23,6 +33,8 @@ from .schedule import DiffusionCoefficients
 FORMAT = "timar-model-bundle"
 VERSION = 1
 GRAPHS = ("speech_encoder", "motion_encoder", "backbone", "diffusion_head")
+SCHEDULES = ("cosine", "linear")
+MAX_MANIFEST_BYTES = 16 << 20
 CHANNEL_NAMES: tuple[str, ...] = (
     *(f"exp_{i:02d}" for i in range(50)),
     "jaw_x",
@@ -76,15 +88,25 @@ class Bundle:
 
 
 def load_bundle(folder: str | Path, verify_hashes: bool = True) -> Bundle:
-    """Read and validate a bundle; every problem raises BundleError naming the file."""
-    folder = Path(folder)
+    """Read and validate a bundle; every problem raises BundleError naming the file (and the field)."""
+    try:
+        return _load_bundle(Path(folder), verify_hashes)
+    except BundleCheckError as exc:
+        raise BundleError(str(exc)) from None
+
+
+def _load_bundle(folder: Path, verify_hashes: bool) -> Bundle:
     mpath = folder / "manifest.json"
     if not mpath.is_file():
         raise BundleError(f"{mpath}: not found (is {folder} a TIMAR model bundle?)")
+    check_no_escaping_links(folder)
+    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{mpath}: {mpath.stat().st_size} bytes; a manifest is a few kB (limit {MAX_MANIFEST_BYTES})")
     try:
         man = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{mpath}: not valid JSON ({exc})") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BundleError(f"{mpath}: not valid JSON ({reason})") from None
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise BundleError(f"{mpath}: not a {FORMAT} manifest")
     if man.get("version") != VERSION:
@@ -104,13 +126,21 @@ def load_bundle(folder: str | Path, verify_hashes: bool = True) -> Bundle:
             "turn_length",
         )
     }
-    if any(v <= 0 for v in ints.values()):
-        raise BundleError(f"{where} [model]: dimensions must be positive")
+    for k, v in ints.items():
+        check_number("model", k, v, where)
+    check_fps(ints["frames_per_turn"], ints["samples_per_turn"], ints["speech_rate"], where)
     if ints["turn_length"] != 4 * ints["frames_per_turn"] + len(SEPARATORS):
         raise BundleError(f"{where} [model]: turn_length disagrees with frames_per_turn")
     if _need(model, "separators", list, f"{where} [model]") != list(SEPARATORS):
         raise BundleError(f"{where} [model]: separators are not the TIMAR separators in the official order")
     diff = _need(man, "diffusion", dict, where)
+    schedule = _need(diff, "schedule", str, f"{where} [diffusion]")
+    if schedule not in SCHEDULES:
+        raise BundleError(f"{where} [diffusion]: unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+    check_number("diffusion", "train_steps", _need(diff, "train_steps", int, f"{where} [diffusion]"), where)
+    steps = check_number(
+        "diffusion", "default_sampling_steps", _need(diff, "default_sampling_steps", int, f"{where} [diffusion]"), where
+    )
     info = ModelInfo(
         motion_dim=ints["motion_dim"],
         frames_per_turn=ints["frames_per_turn"],
@@ -121,17 +151,20 @@ def load_bundle(folder: str | Path, verify_hashes: bool = True) -> Bundle:
         noise_schedule=_need(diff, "schedule", str, f"{where} [diffusion]"),
         train_steps=_need(diff, "train_steps", int, f"{where} [diffusion]"),
     )
-    steps = _need(diff, "default_sampling_steps", int, f"{where} [diffusion]")
-    coefs = DiffusionCoefficients.respaced(steps, info.noise_schedule, info.train_steps)
+    if steps > info.train_steps:
+        raise BundleError(f"{where} [diffusion]: default_sampling_steps {steps} exceeds train_steps {info.train_steps}")
+    try:
+        coefs = DiffusionCoefficients.respaced(steps, info.noise_schedule, info.train_steps)
+    except ValueError as exc:
+        raise BundleError(f"{where} [diffusion]: cannot respace {info.train_steps} steps to {steps} ({exc})") from None
     stored = _need(diff, "respaced", dict, f"{where} [diffusion]").get(str(steps))
     if not isinstance(stored, dict) or stored.get("timesteps") != coefs.timesteps.tolist():
         raise BundleError(f"{where} [diffusion]: respaced timesteps for {steps} steps disagree with the schedule")
     for key in ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_log_variance_clipped", "log_betas"):
-        if not np.allclose(np.asarray(stored.get(key, []), dtype=np.float64), getattr(coefs, key), rtol=1e-9):
+        values = check_coefficients(stored, key, coefs.num_steps, where)
+        if not np.allclose(np.asarray(values, dtype=np.float64), getattr(coefs, key), rtol=1e-9):
             raise BundleError(f"{where} [diffusion]: '{key}' disagrees with the {info.noise_schedule} schedule")
-    channels = tuple(_need(man, "channels", list, where))
-    if len(channels) != info.motion_dim:
-        raise BundleError(f"{where}: {len(channels)} channel names for {info.motion_dim} motion channels")
+    channels = check_channels(_need(man, "channels", list, where), CHANNEL_NAMES[: info.motion_dim], where)
     audio = _need(man, "audio", dict, where)
     if audio.get("normalization") != "per_file_zero_mean_unit_variance":
         raise BundleError(f"{where} [audio]: unknown normalisation {audio.get('normalization')!r}")
@@ -140,17 +173,13 @@ def load_bundle(folder: str | Path, verify_hashes: bool = True) -> Bundle:
 
     files = _need(man, "files", dict, where)
     for name in (*GRAPHS, "constants"):
-        entry = files.get(name)
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            raise BundleError(f"{where} [files]: no entry for '{name}'")
-        rel = Path(entry["path"])
-        if rel.is_absolute() or ".." in rel.parts:
-            raise BundleError(f"{where} [files]: '{name}' path must stay inside the bundle")
-        for part in [entry["path"], *entry.get("external_data", [])]:
+        path, external, hashes = file_entry(files, name, where)
+        for field, part in [(f"'{name}'", path), *((f"'{name}' external_data", e) for e in external)]:
+            confined(folder, part, where, field)
             p = folder / part
             if not p.is_file():
                 raise BundleError(f"{p}: missing from the bundle")
-            expected = entry.get("sha256", {}).get(part) if isinstance(entry.get("sha256"), dict) else None
+            expected = hashes.get(part)
             if verify_hashes:
                 if expected is None:
                     raise BundleError(f"{where} [files]: no sha256 for {part}")

@@ -7,12 +7,14 @@ Blender panel shows them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .bundle import Bundle, BundleError, load_bundle
+from .bundle_checks import BundleCheckError, check_graph_io
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -40,8 +42,17 @@ def _session_options(threads: int):
 
 
 class OnnxBackend:
-    def __init__(self, bundle: Bundle | str | Path, device: str = "auto", threads: int = 0) -> None:
+    def __init__(
+        self,
+        bundle: Bundle | str | Path,
+        device: str = "auto",
+        threads: int = 0,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        """``should_cancel`` is asked between graphs; when it says so, ``Cancelled`` is raised."""
         import onnxruntime as ort
+
+        from .dialogue import Cancelled
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.info = self.bundle.info
@@ -53,11 +64,19 @@ class OnnxBackend:
         so = _session_options(threads)
         self.sessions = {}
         for name in ("speech_encoder", "motion_encoder", "backbone", "diffusion_head"):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("cancelled while loading the model")
             path = self.bundle.graph_path(name)
             try:
                 self.sessions[name] = ort.InferenceSession(str(path), so, providers=providers)
             except Exception as exc:  # a corrupt graph surfaces here when hashes were not checked
-                raise BundleError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+                raise BundleError(f"{path}: onnxruntime cannot load it ({str(exc).strip().splitlines()[-1]})") from None
+            try:  # the manifest against the graph's own inputs, outputs and fixed dimensions
+                entry = self.bundle.manifest["files"][name]
+                check_graph_io(name, path, self.sessions[name], entry, self.bundle.manifest["model"],
+                               str(self.bundle.folder / "manifest.json"))
+            except BundleCheckError as exc:
+                raise BundleError(str(exc)) from None
         running = self.sessions["backbone"].get_providers()[0]
         if running == CUDA:
             reason = "CUDA provider initialised"
