@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--wav2vec2", type=Path, help="local wav2vec2 folder (models with wav2vec2 speech features)")
     e.add_argument("--preset", choices=tuple(PAPER_PRESETS), help="for official checkpoints without args")
     e.add_argument("--raw-weights", action="store_true", help="export 'model' instead of the EMA weights")
-    e.add_argument("--out", type=Path, required=True, help="bundle folder to write (replaced)")
+    e.add_argument("--out", type=Path, required=True,
+                   help="bundle folder to write (a previous bundle there is replaced; any other non-empty folder "
+                        "is refused unless --force)")
+    e.add_argument("--force", action="store_true", help="replace --out even if it is not a previous bundle")
     e.add_argument("--name", default=None, help="bundle name (default: the checkpoint's file name)")
     e.add_argument("--license", default=None, help="licence of the weights, recorded in the manifest")
     e.add_argument(
@@ -42,10 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("model_export").setLevel(logging.INFO)  # not the exporter's pass-by-pass chatter
 
+    from timar_blender.engine.bundle import BundleError
+
+    from .checkpoint import CheckpointError
+    from .export import ExportError
+
+    try:
+        return _export(p, args)
+    except (CheckpointError, ExportError, BundleError) as exc:  # one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _export(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
-    from .export import export_bundle
+    from .export import check_out_folder, export_bundle
     from .speech import build_speech_features
 
+    check_out_folder(args.out, args.force)  # before the slow part
     ck = load_checkpoint(args.checkpoint, use_ema=not args.raw_weights, preset_name=args.preset)
     features = build_speech_features(ck.config, args.wav2vec2)
     if args.license:
@@ -79,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name or ck.path.stem,
         check=not args.no_check,
         fp16=args.fp16,
+        force=args.force,
     )
     print(f"wrote {args.out}")
     if "parity" in manifest:

@@ -46,6 +46,18 @@ class LoadedCheckpoint:
     raw: dict[str, Any]  # the whole file (optimizer state etc.), for resuming
 
 
+def refusal_reason(exc: BaseException) -> str:
+    """One line saying why torch.load(weights_only=True) refused a file, without torch's advice to
+    retry with weights_only=False (which would run whatever code the file holds)."""
+    text = str(exc)
+    if "weights_only" in text or "Weights only load failed" in text:
+        m = re.search(r"unsupported (?:global|operand)[^\n]*", text, re.IGNORECASE)
+        what = f"; {m.group(0).strip().rstrip('.')}" if m else ""
+        return f"it holds Python objects other than tensors, which are never loaded as they could run code{what}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -54,7 +66,7 @@ def read_checkpoint_file(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({refusal_reason(exc)})") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path}: expected a dict with a 'model' state dict")
     return obj

@@ -25,7 +25,7 @@ from timar_blender.engine.dialogue import generate_dialogue
 from timar_blender.engine.sampler import SamplingOptions
 
 from . import metrics
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import PAPER_PRESETS
 from .data import load_conversation, scan_folder
 from .speech import build_speech_features
@@ -70,7 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ck = load_checkpoint(args.checkpoint, use_ema=not args.raw_weights, preset_name=args.preset)
+    try:
+        ck = load_checkpoint(args.checkpoint, use_ema=not args.raw_weights, preset_name=args.preset)
+    except CheckpointError as exc:  # one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cfg = ck.config
     backend = TorchBackend(ck.model, build_speech_features(cfg, args.wav2vec2))
     report = scan_folder(args.data, allow_missing_motion=args.allow_missing_motion)

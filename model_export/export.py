@@ -239,6 +239,58 @@ def diffusion_manifest(steps: str, schedule: str, train_steps: int) -> dict[str,
     }
 
 
+class ExportError(ValueError):
+    """An export that must not go ahead; the message names the folder and the reason."""
+
+
+def check_out_folder(out: Path, force: bool = False) -> None:
+    """Refuse to write a bundle where it would destroy something else: ``out`` may be absent, empty,
+    or a previous bundle holding nothing but its own files; anything else needs ``force``."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise ExportError(f"{out}: exists and is not a folder; choose another --out")
+    names = sorted(p.name for p in out.iterdir())
+    if not names or force:
+        return
+    try:
+        man = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        ours = {"manifest.json"}
+        for entry in man["files"].values():
+            ours |= {entry["path"], *entry.get("external_data", [])}
+        is_bundle = man.get("format") == FORMAT
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        is_bundle = False
+    if not is_bundle:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ExportError(f"{out}: not empty and not a model bundle ({shown}); choose another --out or pass --force")
+    extra = [n for n in names if n not in ours]
+    if extra:
+        raise ExportError(f"{out}: holds files that are not part of its bundle ({', '.join(extra[:5])}); "
+                          "move them or pass --force")
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Put the finished folder ``new`` at ``out``: the old one is moved aside, the new one renamed into
+    place, and only then the old one deleted (put back if the rename fails), so a failure never leaves
+    the user without a bundle."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old.rmdir()
+        out.rename(old)
+    try:
+        new.replace(out)
+    except OSError:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None and old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old is not None:
+        old.unlink()
+
+
 def export_bundle(
     model: Timar,
     speech_features: nn.Module,
@@ -249,13 +301,17 @@ def export_bundle(
     name: str = "timar",
     check: bool = True,
     fp16: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Write the bundle to ``out`` (replaced atomically) and return its manifest."""
+    """Write the bundle to ``out`` (a previous bundle there is replaced atomically; any other
+    non-empty folder is refused unless ``force``) and return its manifest."""
     out = Path(out)
+    check_out_folder(out, force)
     model = model.eval().float()
     speech_features = speech_features.eval()
     cfg = model.cfg
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))  # beside out: the final rename stays atomic
     try:
         files: dict[str, Any] = {}
         graphs = {
@@ -327,11 +383,10 @@ def export_bundle(
         if check:
             manifest["parity"] = parity_report(model, speech_features, tmp)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
+        check_out_folder(out, force)  # again: something may have appeared there during the export
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.chmod(0o755)
-        tmp.replace(out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

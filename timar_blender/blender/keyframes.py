@@ -19,6 +19,9 @@ from ..engine.rigmap import ChannelMap
 
 SLOTTED = bpy.app.version >= (4, 4, 0)
 LINEAR = 1  # index of 'LINEAR' in the keyframe interpolation enum
+MAX_FRAME = 1_048_574  # Blender's MAXFRAME (and -MAXFRAME for keys); whole frames are exact in float32 there
+SHAPE_KEY_LIMIT = 10.0  # Blender clamps shape-key values to slider ranges within -10..10
+MAX_ROTATION = 2 * np.pi  # radians a head or jaw bone may turn; more is a broken map or option, not motion
 
 
 class WriteError(RuntimeError):
@@ -33,6 +36,8 @@ class Written:
     assignments: list = field(default_factory=list)  # (id, previous action, previous slot name)
     stashed: list = field(default_factory=list)  # (id, nla track created)
     sliders: list = field(default_factory=list)  # (key block, old min, old max)
+    created_data: list = field(default_factory=list)  # IDs that had no animation_data before
+    frame_end: tuple | None = None  # (scene, previous frame_end)
     fcurves: int = 0
     keys: int = 0
     frames: tuple[int, int] = (0, 0)
@@ -58,6 +63,8 @@ def _new_action(idblock, name: str, id_type: str, written: Written):
 
 
 def _assign(idblock, action, slot, start: int, written: Written) -> None:
+    if idblock.animation_data is None:
+        written.created_data.append(idblock)
     ad = idblock.animation_data or idblock.animation_data_create()
     previous = ad.action
     prev_slot = ad.action_slot.identifier if SLOTTED and previous is not None and ad.action_slot else None
@@ -119,9 +126,10 @@ def write_take(
 
     Raises WriteError (after rolling back) if anything fails.
     """
+    offsets, values = resample(motion, fps, scene_fps(scene))
+    check_take(values, cmap, start_frame + offsets, take_name)  # before anything in the scene changes
     w = Written()
     try:
-        offsets, values = resample(motion, fps, scene_fps(scene))
         frames = (start_frame + offsets).astype(np.float32)
         w.frames = (int(frames[0]), int(frames[-1]))
         shape_targets = {ch: t for ch, t in cmap.targets.items() if t.kind == "SHAPE_KEY"}
@@ -156,6 +164,7 @@ def write_take(
                 for i in range(rot.shape[1]):
                     _keys(fcurves, path, i, frames, rot[:, i], bone, w)
             _assign(armature, action, slot, start_frame, w)
+        w.frame_end = (scene, scene.frame_end)
         scene.frame_end = max(scene.frame_end, w.frames[1])
         return w
     except Exception as exc:
@@ -163,8 +172,39 @@ def write_take(
         raise WriteError(f"writing take '{take_name}' failed and was undone: {exc}") from exc
 
 
+def check_take(values: np.ndarray, cmap: ChannelMap, frames: np.ndarray, take_name: str) -> None:
+    """WriteError unless every value the take would key is finite and in a range Blender keeps
+    as given (inf would be stored as FLT_MAX, shape keys clamp at +-10), and every frame is one
+    Blender can key exactly."""
+    where = f"take '{take_name}'"
+    if len(frames) and (frames[0] < -MAX_FRAME or frames[-1] > MAX_FRAME):
+        raise WriteError(f"{where}: frames {frames[0]:.0f}-{frames[-1]:.0f} run past Blender's last frame "
+                         f"(+-{MAX_FRAME}); choose an earlier start frame. Nothing was written")
+    for ch, t in sorted(cmap.targets.items()):
+        if t.kind != "SHAPE_KEY":
+            continue
+        v = values[:, ch] * t.gain
+        if not np.isfinite(v).all():
+            raise WriteError(f"{where}: shape key '{t.name}' would get NaN or infinite values (check the strengths, "
+                             "gains, retarget map and sampling options). Nothing was written")
+        peak = float(np.abs(v).max()) if len(v) else 0.0
+        if peak > SHAPE_KEY_LIMIT:
+            raise WriteError(f"{where}: shape key '{t.name}' would reach {peak:.3g}, beyond Blender's shape-key "
+                             f"range +-{SHAPE_KEY_LIMIT:g} (check the strengths and gains). Nothing was written")
+    for bone, channels in cmap.bones().items():
+        rot = np.stack([values[:, ch] * cmap.targets[ch].gain for ch in channels], axis=1)
+        if not np.isfinite(rot).all():
+            raise WriteError(f"{where}: bone '{bone}' would get NaN or infinite rotations (check the strengths, "
+                             "gains, retarget map and sampling options). Nothing was written")
+        peak = float(np.linalg.norm(rot, axis=1).max()) if len(rot) else 0.0
+        if peak > MAX_ROTATION:
+            raise WriteError(f"{where}: bone '{bone}' would turn {peak:.3g} rad, more than a full turn "
+                             "(check the strengths, gains and retarget map). Nothing was written")
+
+
 def rollback(w: Written) -> None:
-    """Undo everything ``w`` records: previous actions back, stash tracks and new actions removed."""
+    """Undo everything ``w`` records: previous actions back, stash tracks and new actions removed,
+    animation data the take created cleared, the scene's end frame restored."""
     for idblock, track in reversed(w.stashed):
         idblock.animation_data.nla_tracks.remove(track)
     for idblock, previous, prev_slot in reversed(w.assignments):
@@ -177,3 +217,12 @@ def rollback(w: Written) -> None:
     for action in w.actions:
         bpy.data.actions.remove(action)
     w.actions.clear()
+    for idblock in w.created_data:
+        ad = idblock.animation_data
+        if ad is not None and ad.action is None and not len(ad.nla_tracks) and not len(ad.drivers):
+            idblock.animation_data_clear()
+    w.created_data.clear()
+    if w.frame_end is not None:
+        scene, end = w.frame_end
+        scene.frame_end = end
+        w.frame_end = None

@@ -46,9 +46,10 @@ def to_mono(wave: np.ndarray, channel: int | None = None, *, source: str = "audi
 
 
 def load_audio(path: str | Path, channel: int | None = None, target_rate: int = TARGET_RATE) -> np.ndarray:
-    """Mono float32 samples at ``target_rate``.
+    """Mono float32 samples at ``target_rate``; ``channel``: one voice of a stereo file.
 
-    Raises AudioError for a missing, empty, unreadable or non-finite file.
+    Raises AudioError for a missing, empty, unreadable or non-finite file, a header with an
+    implausible rate, length or channel count, or a ``channel`` of a file that is not stereo.
     """
     import soundfile as sf
 
@@ -62,6 +63,9 @@ def load_audio(path: str | Path, channel: int | None = None, target_rate: int = 
     except Exception as exc:  # libsndfile reports format problems as RuntimeError/LibsndfileError
         raise AudioError(f"{path}: cannot read audio ({_one_line(exc)})") from None
     check_header(path, head.samplerate, head.frames, head.channels)
+    if channel is not None and head.channels > 2:
+        raise AudioError(f"{path}: one stereo file (a voice per channel) was expected, but it has {head.channels} "
+                         "channels; mix it down to the two voices first")
     try:
         wave, rate = sf.read(str(path), dtype="float32", always_2d=False)
     except Exception as exc:

@@ -46,13 +46,15 @@ _cache: dict[tuple[str, str, int], OnnxBackend] = {}
 _cache_lock = threading.Lock()
 
 
-def backend_for(model: str, device: str = "auto", threads: int = 0) -> OnnxBackend:
+def backend_for(
+    model: str, device: str = "auto", threads: int = 0, should_cancel: Callable[[], bool] | None = None
+) -> OnnxBackend:
     """Load a bundle once per (folder, device, threads) and keep it for later takes."""
     folder = str(Path(model).resolve()) if model else str(BUNDLED_MODEL)
     key = (folder, device, threads)
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = OnnxBackend(folder, device=device, threads=threads)
+            _cache[key] = OnnxBackend(folder, device=device, threads=threads, should_cancel=should_cancel)
         return _cache[key]
 
 
@@ -70,8 +72,10 @@ def run(
     report(0.0, "reading audio")
     agent = load_audio(req.agent_audio, channel=req.agent_channel)
     user = load_audio(req.user_audio, channel=req.user_channel)
+    if should_cancel is not None and should_cancel():
+        raise Cancelled("cancelled")
     report(0.0, "loading model")
-    backend = backend_for(req.model, req.device, req.threads)
+    backend = backend_for(req.model, req.device, req.threads, should_cancel)
     takes = []
     for k in range(req.takes):
         opts = replace(req.options, seed=req.options.seed + k)
