@@ -72,6 +72,13 @@ def _fail(path: object, problem: str) -> ValueError:
     return ValueError(f"{path}: {problem}")
 
 
+# what a retarget map may hold: a rest pose in FLAME units and radians, and weights/biases that map it
+# to [0, 1] (the default map's largest are 2.7 / 8.1 / 0.24); beyond, a file is broken, not unusual
+MAP_LIMITS = {"rest": 10.0, "weights": 1000.0, "bias": 1000.0}
+GAIN_LIMIT = 100.0  # a preset's gain (as the channel map's)
+CLAMP_LIMIT = 10.0  # a preset's clamp: Blender's shape-key range
+
+
 def _array(d: dict, key: str, shape: tuple[int, ...], path: object) -> np.ndarray:
     if key not in d:
         raise _fail(path, f"missing '{key}'")
@@ -83,6 +90,9 @@ def _array(d: dict, key: str, shape: tuple[int, ...], path: object) -> np.ndarra
         raise _fail(path, f"'{key}' has shape {a.shape}, expected {shape}")
     if not np.isfinite(a).all():
         raise _fail(path, f"'{key}' contains NaN or infinite values")
+    limit = MAP_LIMITS.get(key)
+    if limit is not None and a.size and np.abs(a).max() > limit:
+        raise _fail(path, f"'{key}' holds {np.abs(a).max():.3g}; a retarget map's '{key}' stays within +-{limit:g}")
     return a
 
 
@@ -131,7 +141,7 @@ def retarget_map_from_dict(d: object, path: object = "<retarget map>") -> Retarg
     if d.get("version") != 1:
         raise _fail(path, f"unsupported retarget map version {d.get('version')!r} (this extension reads 1)")
     outputs = d.get("outputs", list(ARKIT_NAMES))
-    if list(outputs) != list(ARKIT_NAMES):
+    if not isinstance(outputs, list) or outputs != list(ARKIT_NAMES):
         raise _fail(path, "'outputs' must list the 52 ARKit names in ARKit order")
     known = {"format", "version", "source", "outputs", "rest", "weights", "bias"}
     return RetargetMap(
@@ -148,8 +158,8 @@ def _read_json(path: Path, what: str) -> object:
         return json.loads(path.read_text())
     except OSError as exc:
         raise _fail(path, f"cannot read the {what} ({exc.strerror or exc})") from exc
-    except ValueError as exc:
-        raise _fail(path, f"not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise _fail(path, f"not valid JSON ({exc})") from None
 
 
 def load_retarget_map(path: str | Path) -> RetargetMap:
@@ -229,9 +239,14 @@ def preset_from_dict(d: object, path: object = "<mapping preset>") -> MappingPre
         clamp = c.get("clamp", [0.0, 1.0])
         if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not np.isfinite(gain):
             raise _fail(path, f"'{name}': 'gain' must be a finite number, got {gain!r}")
+        if abs(gain) > GAIN_LIMIT:
+            raise _fail(path, f"'{name}': 'gain' {gain:g} is outside [-{GAIN_LIMIT:g}, {GAIN_LIMIT:g}]")
         ok = isinstance(clamp, list) and len(clamp) == 2
         if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in clamp):
             raise _fail(path, f"'{name}': 'clamp' must be [min, max], got {clamp!r}")
+        if not all(np.isfinite(v) and abs(v) <= CLAMP_LIMIT for v in clamp):
+            raise _fail(path, f"'{name}': 'clamp' values must be finite, within the shape-key range "
+                              f"[-{CLAMP_LIMIT:g}, {CLAMP_LIMIT:g}], got {clamp!r}")
         if not clamp[0] <= clamp[1]:
             raise _fail(path, f"'{name}': clamp min {clamp[0]} is above max {clamp[1]}")
         if c["target"] in targets:
