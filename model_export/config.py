@@ -4,10 +4,15 @@ from the official checkpoint's ``args`` namespace."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from timar_blender.engine.sampler import ModelInfo
+
+POSITION_SCHEMES = ("window", "turn_relative")
+# smallest per-channel std used for normalisation: a (nearly) constant channel is not blown up
+MOTION_STD_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,12 @@ class TimarConfig:
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-6
     turn_causal: bool = True  # turn-level causal attention (TLCA)
+    # "window": learned absolute positions numbered from the window start (the official code);
+    # "turn_relative": learned positions within a turn (turn_length rows, the same for every turn)
+    # plus an ALiBi-style per-head bias over turn distance, and attention banded to the last
+    # max_context_turns turns. Nothing then depends on where the window starts, so a finished turn's
+    # keys and values never change and can be cached (issue 15).
+    position: str = "window"
     attn_dropout: float = 0.1  # dropout on attention probabilities in training
     proj_dropout: float = 0.1  # dropout after attention/MLP projections in training
     # diffusion head
@@ -45,6 +56,12 @@ class TimarConfig:
     cond_drop_prob: float = 0.1
     # log-mel speech encoder (speech_encoder == "logmel")
     logmel: dict[str, int] = field(default_factory=dict)
+    # motion normalisation: the network sees (frame - motion_mean) / motion_std per channel, so
+    # jaw and neck (0.01-0.1 rad) weigh as much in the loss as expression (order 1). The statistics
+    # come from the training data (train.py fills them in); off = raw FLAME units (official).
+    motion_norm: bool = False
+    motion_mean: tuple[float, ...] | None = None
+    motion_std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.width % self.num_heads:
@@ -53,6 +70,24 @@ class TimarConfig:
             raise ValueError(f"unknown speech encoder {self.speech_encoder!r}")
         if self.speech_rate % 1 or self.speech_rate <= 0:
             raise ValueError("speech_rate must be a positive integer")
+        if self.position not in POSITION_SCHEMES:
+            raise ValueError(f"position must be one of {POSITION_SCHEMES}, got {self.position!r}")
+        if self.position == "turn_relative" and not self.turn_causal:
+            raise ValueError("position 'turn_relative' needs turn_causal attention (the cache relies on it)")
+        for name in ("motion_mean", "motion_std"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = tuple(float(v) for v in value)  # JSON gives lists
+            object.__setattr__(self, name, value)
+            if len(value) != self.motion_dim or not all(math.isfinite(v) for v in value):
+                raise ValueError(f"{name} must hold {self.motion_dim} finite values")
+        if (self.motion_mean is None) != (self.motion_std is None):
+            raise ValueError("motion_mean and motion_std must be given together")
+        if self.motion_std is not None and min(self.motion_std) <= 0:
+            raise ValueError("motion_std values must be > 0")
+        if self.motion_mean is not None and not self.motion_norm:
+            raise ValueError("motion_mean/motion_std given but motion_norm is off")
 
     @property
     def frames_per_turn(self) -> int:
@@ -72,8 +107,22 @@ class TimarConfig:
 
     @property
     def seq_len(self) -> int:
-        """Rows of the positional tables (the official formula)."""
+        """Rows of the window positional tables (the official formula)."""
         return self.max_context_time * (4 * self.motion_fps * self.turn_seconds + 10)
+
+    @property
+    def position_rows(self) -> int:
+        """Rows of the positional tables under this config's position scheme."""
+        return self.seq_len if self.position == "window" else self.turn_length
+
+    @property
+    def motion_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) when the model works in normalised motion space, else None (raw units)."""
+        if not self.motion_norm:
+            return None
+        if self.motion_mean is None or self.motion_std is None:
+            raise ValueError("motion_norm is on but motion_mean/motion_std are not set (train.py computes them)")
+        return self.motion_mean, self.motion_std
 
     def model_info(self) -> ModelInfo:
         return ModelInfo(
@@ -85,6 +134,8 @@ class TimarConfig:
             speech_rate=self.speech_rate,
             noise_schedule=self.noise_schedule,
             train_steps=self.diffusion_steps,
+            motion_mean=self.motion_stats[0] if self.motion_norm else None,
+            motion_std=self.motion_stats[1] if self.motion_norm else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +206,9 @@ CPU_PRESETS: dict[str, dict[str, Any]] = {
 # the size chosen for the bundled model: under 20 ms per turn at n = 7 in the engine on 2 cores
 # (measured 17.3 ms median, 18.8 ms p95; 1.38 M parameters, 6.7 MB bundle). Depth 4 measured 26 ms.
 CPU_PRESETS["timar_cpu_bundle"] = dict(CPU_PRESETS["timar_cpu_small"], depth=3)
+# model v2: the bundle's size with turn-relative positions (cacheable backbone, issue 15) and
+# normalised motion (issue 16)
+CPU_PRESETS["timar_cpu_v2"] = dict(CPU_PRESETS["timar_cpu_bundle"], position="turn_relative", motion_norm=True)
 
 # Paper-run settings that differ from the dataclass defaults when a preset is named.
 _PAPER_RUN = dict(token_dim=1024, speech_feature_dim=1024, head_depth=3, head_width=1024)

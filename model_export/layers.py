@@ -19,6 +19,26 @@ def turn_causal_mask(turn_ids: torch.Tensor) -> torch.Tensor:
     return torch.where(allowed, zero, neg).unsqueeze(1)
 
 
+def alibi_slopes(num_heads: int) -> torch.Tensor:
+    """ALiBi's geometric per-head slopes 2^(-8 (h+1) / H): the initial turn-distance penalties."""
+    return torch.tensor([2.0 ** (-8.0 * (h + 1) / num_heads) for h in range(num_heads)])
+
+
+def banded_turn_bias(turn_ids: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Additive (1, H, T, T) mask for turn-relative attention from one row of turn ids (T,).
+
+    Query q may attend key k iff 0 <= turn[q] - turn[k] <= n_ctx (the last n_ctx + 1 turns,
+    n_ctx = bias.shape[1] - 1), and gets ``bias[h, turn[q] - turn[k]]`` added to its logit. Only
+    turn differences enter, so the result does not depend on where the window starts.
+    """
+    n_ctx = bias.shape[1] - 1
+    d = turn_ids.unsqueeze(-1) - turn_ids.unsqueeze(-2)  # (T, T): query turn - key turn
+    allowed = (d >= 0) & (d <= n_ctx)
+    values = bias[:, d.clamp(0, n_ctx)]  # (H, T, T)
+    neg = torch.full((), float("-inf"), dtype=values.dtype, device=values.device)
+    return torch.where(allowed, values, neg).unsqueeze(0)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
         super().__init__()

@@ -17,7 +17,7 @@ from timar_blender.engine.layout import AGENT_MOTION, ROLE_USER, SEPARATORS, Tur
 
 from .config import TimarConfig
 from .diffusion import DiffusionLoss
-from .layers import Block, SimpleMLPAdaLN, turn_causal_mask
+from .layers import Block, SimpleMLPAdaLN, alibi_slopes, banded_turn_bias, turn_causal_mask
 from .speech import LogMelFrontend
 
 
@@ -62,7 +62,7 @@ class Timar(nn.Module):
         self.z_proj = nn.Linear(td, w)
         self.z_proj_ln = nn.LayerNorm(w, eps=1e-6)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, w))
-        self.encoder_pos_embed_learned = nn.Parameter(torch.zeros(1, cfg.seq_len, w))
+        self.encoder_pos_embed_learned = nn.Parameter(torch.zeros(1, cfg.position_rows, w))
         self.encoder_blocks = nn.ModuleList(
             [
                 Block(w, cfg.num_heads, cfg.mlp_ratio, cfg.norm_eps, cfg.attn_dropout, cfg.proj_dropout)
@@ -70,7 +70,20 @@ class Timar(nn.Module):
             ]
         )
         self.encoder_norm = nn.LayerNorm(w, eps=cfg.norm_eps)
-        self.diffusion_pos_embed_learned = nn.Parameter(torch.zeros(1, cfg.seq_len, w))
+        self.diffusion_pos_embed_learned = nn.Parameter(torch.zeros(1, cfg.position_rows, w))
+        if cfg.position == "turn_relative":
+            # ALiBi over turns: per head, a fixed logit penalty slope x turn distance (0..n_ctx). Fixed,
+            # not learned: a bias that needs a gradient takes attention off its fast kernel (measured 2x
+            # slower training steps on CPU). Derived from the config, so not in the state dict.
+            slopes = alibi_slopes(cfg.num_heads)[:, None]
+            dist = torch.arange(cfg.max_context_turns, dtype=torch.float32)[None]
+            self.register_buffer("turn_distance_bias", -slopes * dist, persistent=False)
+        # motion normalisation (identity in raw units); not in the state dict: it lives in the config
+        stats = cfg.motion_stats
+        mean = torch.tensor(stats[0]) if stats else torch.zeros(cfg.motion_dim)
+        std = torch.tensor(stats[1]) if stats else torch.ones(cfg.motion_dim)
+        self.register_buffer("motion_mean", mean.float(), persistent=False)
+        self.register_buffer("motion_std", std.float(), persistent=False)
         self._init_weights()
         self.diffloss = DiffusionHead(cfg)  # after _init_weights: the head has its own init
 
@@ -100,7 +113,20 @@ class Timar(nn.Module):
         return self.speech_projection(features)
 
     def motion_tokens(self, motion: torch.Tensor) -> torch.Tensor:
+        """Motion frames in the model's space (normalised when ``motion_norm``) -> tokens."""
         return self.motion_encoder(motion)
+
+    def normalize_motion(self, motion: torch.Tensor) -> torch.Tensor:
+        """Raw FLAME-56 frames -> the model's motion space (identity without ``motion_norm``)."""
+        if not self.cfg.motion_norm:
+            return motion
+        return (motion - self.motion_mean.to(motion.dtype)) / self.motion_std.to(motion.dtype)
+
+    def denormalize_motion(self, motion: torch.Tensor) -> torch.Tensor:
+        """The model's motion space -> raw FLAME-56 frames."""
+        if not self.cfg.motion_norm:
+            return motion
+        return motion * self.motion_std.to(motion.dtype) + self.motion_mean.to(motion.dtype)
 
     def separators(self) -> torch.Tensor:
         return self.sep_tok_emb.weight
@@ -121,16 +147,38 @@ class Timar(nn.Module):
         return tokens.reshape(b, c * lay.length, d), turn_ids
 
     # ------------------------------------------------------------------ backbone and head
+    def positions(self, table: torch.Tensor, t: int) -> torch.Tensor:
+        """Position rows for a window of ``t`` tokens: from the window start ("window"), or the
+        within-turn table repeated for every turn ("turn_relative", whole turns only)."""
+        if self.cfg.position == "window":
+            return table[:, :t]
+        length = self.cfg.turn_length
+        if t % length:
+            raise ValueError(f"turn-relative positions need whole turns of {length} tokens, got {t} tokens")
+        return table.repeat(1, t // length, 1)
+
     def backbone(self, tokens: torch.Tensor, mask: torch.Tensor, turn_ids: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, T, D), agent-motion mask (B, T) and turn ids (B, T) -> z (B, T, width)."""
+        """Tokens (B, T, D), agent-motion mask (B, T) and turn ids (B, T) -> z (B, T, width).
+
+        With turn-relative positions the whole sequence is one dialogue of any length: each turn
+        attends to itself and the ``max_context_turns - 1`` turns before it (the computation a
+        per-layer key/value cache reproduces exactly); turn ids must be the same in every row.
+        """
         t = tokens.shape[1]
         x = self.z_proj(tokens)
         x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
-        x = self.z_proj_ln(x + self.encoder_pos_embed_learned[:, :t])
-        attn_mask = turn_causal_mask(turn_ids) if self.cfg.turn_causal else None
-        for block in self.encoder_blocks:
-            x = block(x, attn_mask)
-        return self.encoder_norm(x) + self.diffusion_pos_embed_learned[:, :t]
+        x = self.z_proj_ln(x + self.positions(self.encoder_pos_embed_learned, t))
+        if self.cfg.position == "turn_relative":
+            if turn_ids.shape[0] > 1 and not bool((turn_ids == turn_ids[:1]).all()):
+                raise ValueError("turn-relative attention needs the same turn ids in every batch row")
+            attn_mask = banded_turn_bias(turn_ids[0], self.turn_distance_bias).to(x.dtype)
+            for block in self.encoder_blocks:
+                x = block(x, attn_mask)
+        else:
+            attn_mask = turn_causal_mask(turn_ids) if self.cfg.turn_causal else None
+            for block in self.encoder_blocks:
+                x = block(x, attn_mask)
+        return self.encoder_norm(x) + self.positions(self.diffusion_pos_embed_learned, t)
 
     def head(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """One call of the diffusion MLP: (N, 56), original timesteps (N,), (N, width) -> (N, 112)."""
@@ -148,12 +196,14 @@ class Timar(nn.Module):
         """Training loss of a batch of C-turn windows.
 
         ``*_speech``: speech features (B, C, L, feature) of each 1-s chunk; ``*_motion``:
-        (B, C*F, 56) raw FLAME frames; ``user_motion_present``: (B,) bool, False where the user's
+        (B, C*F, 56) raw FLAME frames (normalised here when ``motion_norm``; the loss is then in
+        normalised units); ``user_motion_present``: (B,) bool, False where the user's
         motion is unknown (its tokens are ``fake_latent``, as at inference).
         """
         cfg, lay = self.cfg, self.layout
         b, c = user_speech.shape[:2]
         f = cfg.frames_per_turn
+        user_motion, agent_motion = self.normalize_motion(user_motion), self.normalize_motion(agent_motion)
         su, sa = self.speech_tokens(user_speech), self.speech_tokens(agent_speech)
         mu = self.motion_tokens(user_motion).reshape(b, c, f, -1)
         ma = self.motion_tokens(agent_motion).reshape(b, c, f, -1)

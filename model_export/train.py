@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
-from .config import PRESET_NAMES, TimarConfig, preset
+from .config import MOTION_STD_FLOOR, PRESET_NAMES, TimarConfig, preset
 from .data import WindowDataset, load_conversation, scan_folder
 from .model import Timar
 from .speech import build_speech_features
@@ -113,6 +113,13 @@ def ema_decay(rate: float, step: int, warmup: bool) -> float:
 def update_ema(ema: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
     for e, p in zip(ema, params):
         e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+
+def motion_statistics(convs: list, floor: float = MOTION_STD_FLOOR) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (floored) of every agent frame of the training conversations (each
+    conversation appears in both directions, so this covers every speaker)."""
+    frames = np.concatenate([c.agent_motion for c in convs if c.agent_motion is not None]).astype(np.float64)
+    return frames.mean(0), np.maximum(frames.std(0), floor)
 
 
 def build_config(args: argparse.Namespace) -> TimarConfig:
@@ -223,9 +230,6 @@ def main(argv: list[str] | None = None) -> int:
             cfg = TimarConfig.from_dict({**cfg.to_dict(), **json.loads(args.config.read_text())})
     else:
         cfg = build_config(args)
-    model = Timar(cfg).to(device)
-    if args.init is not None and state is None:
-        model.load_state_dict(load_checkpoint(args.init, use_ema=True).model.state_dict())
     speech_features = build_speech_features(cfg, args.wav2vec2)
 
     # ---- data
@@ -233,6 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.data:
         report = scan_folder(folder, allow_missing_motion=args.allow_missing_motion)
         convs += [load_conversation(d, cfg.motion_fps, cfg.speech_rate) for d in report.directions]
+    if cfg.motion_norm and cfg.motion_mean is None:
+        # a fresh normalised model (or one initialised from a raw-unit model): statistics of this data;
+        # a resumed or initialised normalised model keeps the ones it was trained with
+        mean, std = motion_statistics(convs)
+        cfg = cfg.replace(motion_mean=tuple(mean.tolist()), motion_std=tuple(std.tolist()))
+        if main_proc:
+            print(f"motion normalisation from {sum(len(c.agent_motion) for c in convs)} agent frames: "
+                  f"std exp {std[:50].mean():.3f} jaw {std[50:53].mean():.4f} neck {std[53:56].mean():.4f} "
+                  f"(floor {MOTION_STD_FLOOR})", flush=True)
+    model = Timar(cfg).to(device)
+    if args.init is not None and state is None:
+        model.load_state_dict(load_checkpoint(args.init, use_ema=True).model.state_dict())
     window = args.window_turns or cfg.max_context_turns
     dataset = WindowDataset(
         convs,

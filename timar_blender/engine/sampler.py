@@ -36,10 +36,28 @@ class ModelInfo:
     speech_rate: int = 16_000
     noise_schedule: str = "cosine"
     train_steps: int = 1000
+    # per-channel motion normalisation the networks work in (None = raw FLAME units): the sampler
+    # encodes (frame - mean) / std and de-normalises the frames the diffusion head samples
+    motion_mean: tuple[float, ...] | None = None
+    motion_std: tuple[float, ...] | None = None
 
     @property
     def fps(self) -> float:
         return self.frames_per_turn * self.speech_rate / self.samples_per_turn
+
+    def normalize_motion(self, frames: np.ndarray) -> np.ndarray:
+        """Raw FLAME frames (N, C) -> the networks' motion space."""
+        if self.motion_mean is None or self.motion_std is None:
+            return frames
+        mean, std = np.asarray(self.motion_mean, np.float32), np.asarray(self.motion_std, np.float32)
+        return ((frames - mean) / std).astype(np.float32)
+
+    def denormalize_motion(self, frames: np.ndarray) -> np.ndarray:
+        """The networks' motion space (N, C) -> raw FLAME frames."""
+        if self.motion_mean is None or self.motion_std is None:
+            return frames
+        mean, std = np.asarray(self.motion_mean, np.float32), np.asarray(self.motion_std, np.float32)
+        return (frames * std + mean).astype(np.float32)
 
 
 class Backend(Protocol):
@@ -197,7 +215,7 @@ class TurnSampler:
         else:
             if user_motion.shape != (f, info.motion_dim):
                 raise ValueError(f"user motion for a turn must be ({f}, {info.motion_dim}), got {user_motion.shape}")
-            mu = self.backend.encode_motion(np.asarray(user_motion, dtype=np.float32))
+            mu = self.backend.encode_motion(info.normalize_motion(np.asarray(user_motion, dtype=np.float32)))
         placeholder = np.zeros((f, info.token_dim), np.float32)
         cur = lay.interleave(self._seps, speech[0], mu, speech[1], placeholder)
 
@@ -255,7 +273,7 @@ class TurnSampler:
                 cfg=cfg_it,
                 clamp_variance=opt.clamp_variance,
             )
-            motion[sel] = x
+            motion[sel] = info.denormalize_motion(x)
             tokens[agent_pos[sel]] = self.backend.encode_motion(x)
             still_masked[sel] = False
             # MAR: frames generated in this iteration are visible context for the next one
