@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -125,25 +126,71 @@ def test_blinks_are_natural_and_seeded() -> None:
     assert not np.array_equal(b, arkit.blink_track(25 * 120, 25.0, seed=4))
 
 
+# The first line of a real Live Link Face recording, byte for byte (LF line end): anim/alex_rom_3.csv
+# in github.com/alexdjulin/LiveLinkFace-CSV-Retarget-For-Motionbuilder (commit 122e2b2, Oct 2021), a
+# take exported from Epic's Live Link Face iOS app; its anim/S07-001.csv and alex_rom_4.csv have the same
+# first line. Its rows look like "13:13:04:31.652,61,0.1236470118,..." (timecode frames 00-59, 10 decimals).
+REAL_LIVE_LINK_HEADER = (
+    b"Timecode,BlendShapeCount,EyeBlinkLeft,EyeLookDownLeft,EyeLookInLeft,EyeLookOutLeft,EyeLookUpLeft,"
+    b"EyeSquintLeft,EyeWideLeft,EyeBlinkRight,EyeLookDownRight,EyeLookInRight,EyeLookOutRight,"
+    b"EyeLookUpRight,EyeSquintRight,EyeWideRight,JawForward,JawRight,JawLeft,JawOpen,MouthClose,"
+    b"MouthFunnel,MouthPucker,MouthRight,MouthLeft,MouthSmileLeft,MouthSmileRight,MouthFrownLeft,"
+    b"MouthFrownRight,MouthDimpleLeft,MouthDimpleRight,MouthStretchLeft,MouthStretchRight,MouthRollLower,"
+    b"MouthRollUpper,MouthShrugLower,MouthShrugUpper,MouthPressLeft,MouthPressRight,MouthLowerDownLeft,"
+    b"MouthLowerDownRight,MouthUpperUpLeft,MouthUpperUpRight,BrowDownLeft,BrowDownRight,BrowInnerUp,"
+    b"BrowOuterUpLeft,BrowOuterUpRight,CheekPuff,CheekSquintLeft,CheekSquintRight,NoseSneerLeft,"
+    b"NoseSneerRight,TongueOut,HeadYaw,HeadPitch,HeadRoll,LeftEyeYaw,LeftEyePitch,LeftEyeRoll,RightEyeYaw,"
+    b"RightEyePitch,RightEyeRoll"
+    b"\n"
+)
+
+
+def test_live_link_csv_header_is_a_real_captures_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "take.csv"
+    exports.write_live_link_csv(path, np.zeros((3, 52)), np.zeros((3, 3)), 25.0)
+    data = path.read_bytes()
+    assert data[: len(REAL_LIVE_LINK_HEADER)] == REAL_LIVE_LINK_HEADER
+    assert b"\r" not in data
+
+
 def test_live_link_csv_round_trip_long_take(tmp_path: Path) -> None:
     fps, frames = 30.0, 30 * 60 * 6  # a 6-minute take
     rng = np.random.default_rng(1)
     motion = rng.normal(0, 0.05, (frames, 56)).astype(np.float32)
     weights = arkit.default_retarget_map().apply(motion)
+    weights[:, ARKIT_NAMES.index("jawLeft")] = 0.25  # the columns Live Link Face orders unlike Apple
+    weights[:, ARKIT_NAMES.index("mouthRight")] = 0.75
     head = exports.head_ypr(motion)
     path = tmp_path / "take.csv"
     exports.write_live_link_csv(path, weights, head, fps)
     header, values = exports.read_live_link_csv(path)
     assert header == list(exports.LIVE_LINK_COLUMNS) and len(header) == 2 + 61
-    assert header[2] == "EyeBlinkLeft" and header[2 + 17] == "JawOpen"
+    assert header[2] == "EyeBlinkLeft" and header[2 + 16] == "JawLeft" and header[2 + 17] == "JawOpen"
     assert header[54:57] == ["HeadYaw", "HeadPitch", "HeadRoll"]
     assert values.shape == (frames, 61)
-    assert np.allclose(values[:, :52], weights, atol=1e-6)
-    assert np.allclose(values[:, 52:55], head, atol=1e-6)
+    assert np.all(values[:, header.index("JawLeft") - 2] == 0.25)
+    assert np.all(values[:, header.index("MouthRight") - 2] == 0.75)
+    np.testing.assert_allclose(exports.arkit_columns(header, values), weights, atol=1e-9)
+    np.testing.assert_allclose(values[:, 52:55], head, atol=1e-9)
     assert not values[:, 55:].any()  # no gaze in FLAME-56
     lines = path.read_text().splitlines()
+    row = re.compile(r"\d\d:\d\d:\d\d:\d\d\.\d{3},61(,-?\d+\.\d{10}){61}")  # as the real recording's rows
+    assert all(row.fullmatch(line) for line in lines[1:])
     assert lines[1].startswith("00:00:00:00.000,61,") and lines[31].startswith("00:00:01:00.000,")
-    assert lines[-1].startswith("00:05:59:29.000,")
+    assert lines[2].startswith("00:00:00:02.000,")  # 1/30 s = 2 timecode frames at 60 fps
+    assert lines[-1].startswith("00:05:59:58.000,")
+
+
+def test_live_link_timecode_starts_where_asked() -> None:
+    start = "12:27:47:47.169"  # a real recording's first timecode: the time of day, frames at 60 fps
+    assert exports.timecode(exports.parse_timecode(start)) == start
+    rows = [exports.timecode(exports.parse_timecode(start) + i / 25.0) for i in range(7)]
+    assert rows[1] == "12:27:47:49.569" and rows[2] == "12:27:47:51.969"  # 0.04 s = 2.4 frames at 60 fps
+    assert rows[6] == "12:27:48:01.569"
+    assert exports.timecode(exports.parse_timecode("23:59:59:59.500") + 1 / 60) == "00:00:00:00.500"
+    for bad in ("12:27:47", "12:27:47:60", "24:00:00:00", "1:2:3:4", "00:00:00:00.1234"):
+        with pytest.raises(ValueError, match=f"timecode '{re.escape(bad)}'"):
+            exports.parse_timecode(bad)
 
 
 def test_head_angles_follow_the_neck_axes() -> None:

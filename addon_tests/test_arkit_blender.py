@@ -318,11 +318,28 @@ def test_gltf_round_trip(take_blend: Path, tmp_path: Path) -> None:
     khronos_validate(tmp_path / "take.glb", tmp_path / "take.gltf")
 
 
-def test_gltf_of_the_flame_test_rig_passes_the_khronos_validator(wavs, tmp_path: Path) -> None:
-    new_scene("create_test_rig", agent_audio=str(wavs[0]), user_audio=str(wavs[1]), add_sound=False)
+def test_gltf_of_two_animated_rigs_passes_the_khronos_validator(wavs, tmp_path: Path) -> None:
+    """The FLAME test rig and the demo head, both animated, one moved and turned: each exports on its
+    own, passes the validator, and the scene's parenting and transforms are as before."""
+    scene = new_scene("create_test_rig", agent_audio=str(wavs[0]), user_audio=str(wavs[1]), add_sound=False)
+    s = scene.timar
     assert bpy.ops.timar.generate() == {"FINISHED"}
-    assert bpy.ops.timar.export_gltf(filepath=str(tmp_path / "rig.glb")) == {"FINISHED"}
-    khronos_validate(tmp_path / "rig.glb")
+    rig = s.character
+    rig.parent.location, rig.parent.rotation_euler = (0.5, -0.2, 0.1), (0.0, 0.0, 0.7)
+    assert bpy.ops.timar.add_demo_head() == {"FINISHED"} and s.character.name == HEAD
+    assert bpy.ops.timar.generate() == {"FINISHED"}
+    bpy.context.view_layer.update()
+    before = {o.name: (o.parent, o.matrix_world.copy(), o.matrix_parent_inverse.copy()) for o in scene.objects}
+    for character, name in ((rig, "rig.glb"), (bpy.data.objects[HEAD], "head.glb")):
+        s.character = character
+        assert bpy.ops.timar.export_gltf(filepath=str(tmp_path / name)) == {"FINISHED"}
+    khronos_validate(tmp_path / "rig.glb", tmp_path / "head.glb")
+    bpy.context.view_layer.update()
+    for o in scene.objects:
+        parent, world, inverse = before[o.name]
+        assert o.parent == parent, o.name
+        assert np.allclose(np.array(o.matrix_world), np.array(world), atol=1e-6), o.name
+        assert np.allclose(np.array(o.matrix_parent_inverse), np.array(inverse), atol=1e-6), o.name
 
 
 def test_fbx_round_trip(take_blend: Path, tmp_path: Path) -> None:
@@ -347,15 +364,22 @@ def test_live_link_csv_and_flame_round_trips(wavs, tmp_path: Path) -> None:
     scene.render.fps, scene.render.fps_base = 25, 1.0  # keys at the model's rate: the CSV equals them
     assert bpy.ops.timar.generate() == {"FINISHED"}
     head = scene.timar.character
-    assert bpy.ops.timar.export_live_link_csv(filepath=str(tmp_path / "take.csv")) == {"FINISHED"}
+    with pytest.raises(RuntimeError, match="timecode '12:00:00:60'"):
+        bpy.ops.timar.export_live_link_csv(filepath=str(tmp_path / "take.csv"), start_timecode="12:00:00:60")
+    assert not (tmp_path / "take.csv").exists()
+    assert bpy.ops.timar.export_live_link_csv(filepath=str(tmp_path / "take.csv"),
+                                              start_timecode="10:20:30:40") == {"FINISHED"}
     header, values = exports.read_live_link_csv(tmp_path / "take.csv")
     assert tuple(header) == exports.LIVE_LINK_COLUMNS and values.shape == (75, 61)
+    lines = (tmp_path / "take.csv").read_text().splitlines()
+    assert lines[1].startswith("10:20:30:40.000,61,") and lines[2].startswith("10:20:30:42.400,61,")
+    arkit = exports.arkit_columns(header, values)
     keys = shape_key_curves(head)
     for i, name in enumerate(ARKIT_NAMES):
         if name in keys:
-            np.testing.assert_allclose(values[:, i], keys[name][:, 1], atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(arkit[:, i], keys[name][:, 1], atol=1e-6, err_msg=name)
         else:  # gaze and tongue: not on the demo head, not in FLAME-56
-            assert np.abs(values[:, i]).max() < 1e-6
+            assert np.abs(arkit[:, i]).max() < 1e-6
     motion, _, _ = take_motion(head)
     head_ypr = exports.head_ypr(motion, default_retarget_map().rest[53:56])
     np.testing.assert_allclose(values[:, 52:55], head_ypr, atol=2e-6)
@@ -402,10 +426,10 @@ def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:
     assert check_gltf(tmp_path / "long.glb", head, 24.0) == 7920
     khronos_validate(tmp_path / "long.glb")
     assert bpy.ops.timar.export_live_link_csv(filepath=str(tmp_path / "long.csv")) == {"FINISHED"}
-    _, values = exports.read_live_link_csv(tmp_path / "long.csv")
+    header, values = exports.read_live_link_csv(tmp_path / "long.csv")
     assert values.shape == (frames, 61)
     jaw = default_retarget_map().apply(motion)[:, ARKIT_NAMES.index("jawOpen")]
-    np.testing.assert_allclose(values[:, ARKIT_NAMES.index("jawOpen")], jaw, atol=1e-6)
+    np.testing.assert_allclose(values[:, header.index("JawOpen") - 2], jaw, atol=1e-6)
     assert bpy.ops.timar.export_flame(filepath=str(tmp_path / "long.npz")) == {"FINISHED"}
     np.testing.assert_array_equal(exports.read_flame(tmp_path / "long.npz")[0], motion)
 

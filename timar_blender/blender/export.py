@@ -76,10 +76,13 @@ def arkit_of_take(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray, float]
     return weights, head, fps
 
 
-def export_live_link_csv(obj: bpy.types.Object, path: str | Path) -> dict:
+def export_live_link_csv(obj: bpy.types.Object, path: str | Path, start_timecode: str = "00:00:00:00.000") -> dict:
+    """The take as a Live Link Face CSV whose first row is at ``start_timecode`` (HH:MM:SS:FF[.fff], 60 fps)."""
+    exports.parse_timecode(start_timecode)  # a bad timecode fails before any work
     weights, head, fps = arkit_of_take(obj)
-    exports.write_live_link_csv(path, weights, head, fps)
-    return {"path": str(path), "frames": len(weights), "fps": fps, "columns": len(exports.LIVE_LINK_COLUMNS)}
+    exports.write_live_link_csv(path, weights, head, fps, start_timecode)
+    return {"path": str(path), "frames": len(weights), "fps": fps, "columns": len(exports.LIVE_LINK_COLUMNS),
+            "start_timecode": start_timecode}
 
 
 def export_flame(obj: bpy.types.Object, path: str | Path) -> dict:
@@ -158,11 +161,40 @@ class _SceneRange:
         return False
 
 
-def _run_exporter(context: bpy.types.Context, obj: bpy.types.Object, path: Path, what: str, op, **options) -> dict:
-    """Run Blender's exporter ``op`` on exactly the character's objects over the take's frames."""
+class _SkinnedMeshesAsRoots:
+    """Unparent the meshes an armature parents and deforms (same world transform, the armature
+    modifier still deforms them), then put parent, parent inverse and local transform back."""
+
+    def __init__(self, objects: list):
+        self.saved = [(o, o.parent, o.parent_type, o.matrix_parent_inverse.copy(), o.matrix_basis.copy())
+                      for o in objects
+                      if o.type == "MESH" and o.parent is not None and o.parent.type == "ARMATURE"
+                      and o.parent_type == "OBJECT"
+                      and any(m.type == "ARMATURE" and m.object == o.parent for m in o.modifiers)]
+
+    def __enter__(self):
+        for o, *_ in self.saved:
+            world = o.matrix_world.copy()
+            o.parent = None
+            o.matrix_world = world
+        return self
+
+    def __exit__(self, *exc):
+        for o, parent, parent_type, inverse, basis in self.saved:
+            o.parent, o.parent_type = parent, parent_type
+            o.matrix_parent_inverse = inverse
+            o.matrix_basis = basis
+        return False
+
+
+def _run_exporter(context: bpy.types.Context, obj: bpy.types.Object, path: Path, what: str, op,
+                  skinned_roots: bool = False, **options) -> dict:
+    """Run Blender's exporter ``op`` on exactly the character's objects over the take's frames
+    (``skinned_roots``: with the skinned meshes unparented)."""
     frames = _frame_range(obj)
     objs = character_objects(obj)
-    with _Selection(context, objs), _SceneRange(context.scene, frames):
+    with _Selection(context, objs), _SceneRange(context.scene, frames), _SkinnedMeshesAsRoots(
+            objs if skinned_roots else []):
         result = op(filepath=str(path), use_selection=True, **options)
     if "FINISHED" not in result or not path.is_file():
         raise ExportError(f"{path}: the {what} exporter did not write the file")
@@ -173,16 +205,17 @@ def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | P
     """glTF 2.0 (``.glb`` binary or ``.gltf`` + ``.bin``): mesh with morph targets, skin, and one
     animation with the shape-key weights and the head bone, sampled at every frame of the take.
 
-    The armature object is left out (its single root bone becomes the skeleton's root node), so the
-    skinned meshes are root nodes as glTF expects: the Khronos validator warns about a skinned mesh
-    under a parent (NODE_SKINNED_MESH_NON_ROOT). Blender keeps the armature object for a rig with
-    several root bones."""
+    Skinned meshes are exported as root nodes, as glTF expects (the Khronos validator warns about a
+    skinned mesh under a parent: NODE_SKINNED_MESH_NON_ROOT), by unparenting them from their armature
+    for the export only (``_SkinnedMeshesAsRoots``). The exporter's own "Remove Armature Object"
+    would do it too, but Blender 5.0's exporter fails with it when another animated rig is in the scene."""
     path = Path(path)
     fmt = {".glb": "GLB", ".gltf": "GLTF_SEPARATE"}.get(path.suffix.lower())
     if fmt is None:
         raise ExportError(f"{path}: glTF export needs a .glb or .gltf file name")
     return _run_exporter(
         context, obj, path, "glTF", bpy.ops.export_scene.gltf,
+        skinned_roots=True,
         export_format=fmt,
         export_animations=True,
         export_animation_mode="ACTIVE_ACTIONS",
@@ -191,7 +224,6 @@ def export_gltf(context: bpy.types.Context, obj: bpy.types.Object, path: str | P
         export_morph=True,
         export_morph_animation=True,
         export_skins=True,
-        export_armature_object_remove=True,
         export_apply=False,
         export_cameras=False,
         export_lights=False,
@@ -220,6 +252,6 @@ def export_fbx(context: bpy.types.Context, obj: bpy.types.Object, path: str | Pa
 EXPORTERS = {
     "gltf": lambda ctx, obj, p: export_gltf(ctx, obj, p),
     "fbx": lambda ctx, obj, p: export_fbx(ctx, obj, p),
-    "csv": lambda ctx, obj, p: export_live_link_csv(obj, p),
+    "csv": lambda ctx, obj, p, **options: export_live_link_csv(obj, p, **options),
     "flame": lambda ctx, obj, p: export_flame(obj, p),
 }

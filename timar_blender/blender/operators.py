@@ -299,7 +299,8 @@ class _ExportBase(ExportHelper):
     def execute(self, context):
         s = _settings(context)
         try:
-            info = export.EXPORTERS[self.kind](context, s.character, self.filepath)
+            options = {"start_timecode": self.start_timecode} if self.kind == "csv" else {}
+            info = export.EXPORTERS[self.kind](context, s.character, self.filepath, **options)
         except (export.ExportError, OSError, ValueError, RuntimeError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -307,16 +308,16 @@ class _ExportBase(ExportHelper):
         return {"FINISHED"}
 
 
-def _export_operator(name: str, kind: str, label: str, ext: str, glob: str, doc: str) -> type:
-    """The operator ``timar.<name>`` running ``export.EXPORTERS[kind]``; where ``glob`` allows several
-    extensions, the one typed is kept (``ext`` is only the default)."""
+def _export_operator(name: str, kind: str, label: str, ext: str, glob: str, doc: str, **props) -> type:
+    """The operator ``timar.<name>`` running ``export.EXPORTERS[kind]`` (``props``: its own options);
+    where ``glob`` allows several extensions, the one typed is kept (``ext`` is only the default)."""
     attrs = {
         "__doc__": doc,
         "bl_idname": f"timar.{name}",
         "bl_label": label,
         "kind": kind,
         "filename_ext": ext,
-        "__annotations__": {"filter_glob": StringProperty(default=glob, options={"HIDDEN"})},
+        "__annotations__": {"filter_glob": StringProperty(default=glob, options={"HIDDEN"}), **props},
     }
     if ";" in glob:
         attrs["check_extension"] = None
@@ -334,6 +335,10 @@ TIMAR_OT_export_fbx = _export_operator(
 TIMAR_OT_export_live_link_csv = _export_operator(
     "export_live_link_csv", "csv", "Export Live Link CSV", ".csv", "*.csv",
     "Export the take as a Live Link Face CSV (ARKit-52 blendshapes and head rotation)",
+    start_timecode=StringProperty(
+        name="Start Timecode", default="00:00:00:00.000",
+        description="Timecode of the first frame, HH:MM:SS:FF or HH:MM:SS:FF.fff (frames at 60 fps, as Live Link Face)",
+    ),
 )
 TIMAR_OT_export_flame = _export_operator(
     "export_flame", "flame", "Export FLAME-56", ".npz", "*.npz;*.json",

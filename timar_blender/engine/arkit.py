@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-# ARKit / Live Link Face order (Apple's ARFaceAnchor.BlendShapeLocation as Live Link Face lists them)
+# Apple's ARKit order (ARFaceAnchor.BlendShapeLocation); Live Link Face's CSV columns differ by two swaps
+# (JawRight before JawLeft, MouthRight before MouthLeft): engine/exports.py
 ARKIT_NAMES: tuple[str, ...] = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft", "eyeSquintLeft",
     "eyeWideLeft", "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",

@@ -2,15 +2,19 @@
 rotation) and the raw FLAME-56 motion as NPZ or JSON (with fps and channel names).
 
 Live Link Face CSV is the layout of Epic's Live Link Face app recordings, which Unreal's importers and
-many DCC scripts read: ``Timecode`` (``HH:MM:SS:FF.mmm``), ``BlendShapeCount`` (61), the 52 blendshapes
-in ARKit order (CamelCase), ``HeadYaw/HeadPitch/HeadRoll`` (radians) and six eye-rotation columns
-(0 here: FLAME-56 has no gaze).
+many DCC scripts read, matched to a real recording's header byte for byte (addon_tests/test_arkit.py
+says which): ``Timecode``, ``BlendShapeCount`` (61), the 52 blendshapes (CamelCase, Apple's ARKit order
+except that JawRight comes before JawLeft and MouthRight before MouthLeft), ``HeadYaw/HeadPitch/HeadRoll``
+(radians) and six eye-rotation columns (0 here: FLAME-56 has no gaze); values with 10 decimals, LF line
+ends. The timecode is ``HH:MM:SS:FF.fff`` as the app writes it: frames ``FF`` at the timecode rate (60)
+and the fraction of a frame, from a start timecode (the app's is the time of day of the recording).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +24,19 @@ from .bundle import CHANNEL_NAMES
 from .curves import rotvec_to_euler_xyz
 
 EYE_COLUMNS = ("LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
+_LIVE_LINK_SWAPS = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft"}
+# the ARKit channel (index into ARKIT_NAMES) of each blendshape column, in Live Link Face's order
+LIVE_LINK_ORDER: tuple[int, ...] = tuple(ARKIT_NAMES.index(_LIVE_LINK_SWAPS.get(n, n)) for n in ARKIT_NAMES)
 LIVE_LINK_COLUMNS: tuple[str, ...] = (
     "Timecode",
     "BlendShapeCount",
-    *(n[0].upper() + n[1:] for n in ARKIT_NAMES),
+    *(ARKIT_NAMES[i][0].upper() + ARKIT_NAMES[i][1:] for i in LIVE_LINK_ORDER),
     "HeadYaw",
     "HeadPitch",
     "HeadRoll",
     *EYE_COLUMNS,
 )
+TIMECODE_RATE = 60  # Live Link Face's timecode frames per second (its recordings count FF up to 59)
 FLAME_FORMAT = "timar-flame56"
 
 
@@ -42,16 +50,32 @@ def head_ypr(motion: np.ndarray, rest_neck: np.ndarray | None = None) -> np.ndar
     return np.stack([e[:, 1], e[:, 0], e[:, 2]], axis=1).astype(np.float32)
 
 
-def timecode(frame: int, fps: float) -> str:
-    whole = max(round(fps), 1)
-    s, f = divmod(int(frame), whole)
-    h, rem = divmod(s, 3600)
+def timecode(seconds: float, rate: int = TIMECODE_RATE) -> str:
+    """``HH:MM:SS:FF.fff``: frames at ``rate`` and the fraction of a frame (hours wrap at 24)."""
+    milli = round(seconds * rate * 1000)  # thousandths of a frame
+    frames, frac = divmod(milli, 1000)
+    whole, ff = divmod(frames, rate)
+    h, rem = divmod(whole, 3600)
     m, s = divmod(rem, 60)
-    return f"{h:02d}:{m:02d}:{s:02d}:{f:02d}.000"
+    return f"{h % 24:02d}:{m:02d}:{s:02d}:{ff:02d}.{frac:03d}"
 
 
-def write_live_link_csv(path: str | Path, arkit: np.ndarray, head: np.ndarray, fps: float) -> None:
-    """``arkit`` (T, 52) in [0, 1], ``head`` (T, 3) yaw/pitch/roll radians, one row per frame at ``fps``."""
+def parse_timecode(text: str, rate: int = TIMECODE_RATE) -> float:
+    """Seconds from ``HH:MM:SS:FF`` or ``HH:MM:SS:FF.fff`` (frames at ``rate``); ValueError says why not."""
+    m = re.fullmatch(r"(\d{1,2}):(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?", text.strip())
+    if m is None:
+        raise ValueError(f"timecode '{text}': expected HH:MM:SS:FF or HH:MM:SS:FF.fff")
+    h, mi, s, ff = (int(g) for g in m.groups()[:4])
+    frac = float("0." + m.group(5)) if m.group(5) else 0.0
+    if h > 23 or mi > 59 or s > 59 or ff >= rate:
+        raise ValueError(f"timecode '{text}': hours < 24, minutes and seconds < 60, frames < {rate} ({rate} fps)")
+    return h * 3600 + mi * 60 + s + (ff + frac) / rate
+
+
+def write_live_link_csv(path: str | Path, arkit: np.ndarray, head: np.ndarray, fps: float,
+                        start_timecode: str = "00:00:00:00.000") -> None:
+    """``arkit`` (T, 52) in [0, 1] in ARKIT_NAMES order, ``head`` (T, 3) yaw/pitch/roll radians, one row
+    per frame at ``fps``; the first row's timecode is ``start_timecode``."""
     arkit = np.asarray(arkit, np.float64)
     head = np.asarray(head, np.float64)
     if arkit.ndim != 2 or arkit.shape[1] != len(ARKIT_NAMES):
@@ -60,17 +84,18 @@ def write_live_link_csv(path: str | Path, arkit: np.ndarray, head: np.ndarray, f
         raise ValueError(f"head rotation must be ({len(arkit)}, 3), got {head.shape}")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
+    start = parse_timecode(start_timecode)
     count = len(LIVE_LINK_COLUMNS) - 2
+    values = np.concatenate([arkit[:, LIVE_LINK_ORDER], head, np.zeros((len(arkit), len(EYE_COLUMNS)))], axis=1)
     with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(LIVE_LINK_COLUMNS)
-        for i in range(len(arkit)):
-            vals = [*arkit[i], *head[i], *([0.0] * len(EYE_COLUMNS))]
-            w.writerow([timecode(i, fps), count, *(f"{v:.6f}" for v in vals)])
+        fh.write(",".join(LIVE_LINK_COLUMNS) + "\n")
+        for i, row in enumerate(values):
+            fh.write(f"{timecode(start + i / fps)},{count}," + ",".join(f"{v:.10f}" for v in row) + "\n")
 
 
 def read_live_link_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Header and (T, 61) values of a Live Link Face CSV (blendshapes, head, eyes)."""
+    """Header and (T, 61) values of a Live Link Face CSV (blendshapes, head, eyes), columns as in the
+    file (``arkit_columns`` puts the blendshapes in ARKIT_NAMES order)."""
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     if not rows or rows[0][:2] != ["Timecode", "BlendShapeCount"]:
@@ -81,6 +106,12 @@ def read_live_link_csv(path: str | Path) -> tuple[list[str], np.ndarray]:
     except ValueError as exc:
         raise ValueError(f"{path}: a value is not a number ({exc})") from exc
     return header, values
+
+
+def arkit_columns(header: list[str], values: np.ndarray) -> np.ndarray:
+    """(T, 52) blendshape values of a read Live Link Face CSV in ARKIT_NAMES order."""
+    col = {name.lower(): i - 2 for i, name in enumerate(header)}
+    return np.stack([values[:, col[n.lower()]] for n in ARKIT_NAMES], axis=1)
 
 
 def write_flame(path: str | Path, motion: np.ndarray, fps: float) -> None:
