@@ -29,6 +29,7 @@ bpy = import_bpy()
 from timar_blender.blender import demo_head, generate, keyframes  # noqa: E402
 from timar_blender.blender.arkit_rig import rig_kind  # noqa: E402
 from timar_blender.blender.export import take_motion  # noqa: E402
+from timar_blender.blender.props import settings_of  # noqa: E402
 from timar_blender.engine import exports, job  # noqa: E402
 from timar_blender.engine.arkit import ARKIT_NAMES, default_retarget_map, looks_like_arkit  # noqa: E402
 from timar_blender.engine.bundle import CHANNEL_NAMES  # noqa: E402
@@ -404,7 +405,7 @@ def test_export_without_a_take_says_so(wavs, tmp_path: Path) -> None:
 def write_long_take(wavs) -> tuple[bpy.types.Object, np.ndarray, int]:
     """5.5 minutes of synthetic FLAME motion written onto the demo head by Generate's writer."""
     scene = demo_scene(wavs)
-    s = scene.timar
+    s = settings_of(scene)
     req, info = generate.build_request(scene, s)
     frames = int(5.5 * 60 * 25)
     t = np.arange(frames) / 25.0
@@ -416,7 +417,7 @@ def write_long_take(wavs) -> tuple[bpy.types.Object, np.ndarray, int]:
                         "synthetic", frames / 25.0)
     summary = generate.write_result(bpy.context, s, req, info, result)
     assert summary["takes"][0]["frames"] == [1, 7920]  # 330 s at 24 fps
-    return s.character, motion, frames
+    return info["object"], motion, frames
 
 
 def test_long_dialogue_round_trip(wavs, tmp_path: Path) -> None:

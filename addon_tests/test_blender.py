@@ -254,11 +254,12 @@ def test_cancel_mid_generation_writes_nothing(scene_with_rig) -> None:
     import threading
 
     from timar_blender.blender import generate
+    from timar_blender.blender.props import settings_of
     from timar_blender.engine.dialogue import Cancelled
 
     scene = scene_with_rig
     before = snapshot()
-    req, _info = generate.build_request(scene, scene.timar)
+    req, _info = generate.build_request(scene, settings_of(scene))
     cancel, seen, outcome = threading.Event(), [], {}
 
     def progress(frac: float, text: str) -> None:

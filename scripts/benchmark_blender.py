@@ -64,14 +64,16 @@ def main() -> int:
         s = scene.timar
         s.character, s.agent_audio, s.user_audio = head, str(Path(d) / "agent.wav"), str(Path(d) / "user.wav")
         from timar_blender.blender import generate
+        from timar_blender.blender.props import settings_of
 
         t0 = time.perf_counter()
-        req, info = generate.build_request(scene, s)
+        settings = settings_of(scene)
+        req, info = generate.build_request(scene, settings)
         req.threads = args.threads
         result = job.run(req)
         gen_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        generate.write_result(bpy.context, s, req, info, result)
+        generate.write_result(bpy.context, settings, req, info, result)
         total_s = time.perf_counter() - t0
         print(f"| end to end, {args.minutes:g}-min dialogue, bundled model ({result.provider}) | "
               f"generation {gen_s:.1f} s | writing {time.perf_counter() - t1:.2f} s | total {total_s:.1f} s | "

@@ -6,9 +6,14 @@
     ... --batch dialogues.json                                                    # many dialogues
     ... --add-demo-head --export-gltf take.glb --export-csv take.csv              # ARKit demo head, exports
 
+Options not given keep the scene's TIMAR settings (and, for the sampling options and smoothing a
+model bundle recommends, the model's recommendation unless the scene set a value); every value is
+checked against its documented range (``engine/settings.py``) and a bad one is refused, naming it.
+
 A batch file is a JSON list of objects with the same keys as the options (``agent_audio``,
-``user_audio``, ``out``, ``seed``, ``character``, ``export_gltf``, ...); each entry starts from the
-same input scene. An export flag given on the command line for a batch names one file per dialogue:
+``user_audio``, ``out``, ``seed``, ``character``, ``export_gltf``, ...); an unknown key fails that
+dialogue, naming it. Each entry starts from the same
+input scene. An export flag given on the command line for a batch names one file per dialogue:
 ``{name}`` / ``{index}`` in the path are replaced by the dialogue's name (its ``out`` or agent audio
 file stem) and number, otherwise ``_<index>_<name>`` is appended to the file stem. Progress lines go
 to stdout; the exit code is non-zero if any dialogue failed; the JSON summary lists what was written.
@@ -27,40 +32,42 @@ if __package__ in (None, ""):  # run as a script by Blender's --python: make the
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "timar_blender"
 
-FIELDS = ("character", "agent_audio", "user_audio", "stereo", "agent_channel", "model_path", "context_turns", "cfg",
-          "temperature", "seed", "takes", "start_frame", "strength_expression", "strength_jaw", "strength_head",
-          "smoothing", "add_sound", "user_motion_object", "rig_type", "retarget_map", "mapping_preset", "blinks")
+from .engine.settings import OPTIONS, SETTING_NAMES, SettingsError, check_values
+
 EXPORTS = ("export_gltf", "export_fbx", "export_csv", "export_flame")
+FLAG_NAMES = {"model_path": "--model"}  # settings whose flag is not --<name-with-dashes>
+NOT_PER_DIALOGUE = ("blend", "batch", "json")
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a setting."""
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per setting (``engine.settings.OPTIONS``), None when not given."""
+    for name in SETTING_NAMES:
+        o = OPTIONS[name]
+        default = "the scene's setting" + (", else the model's recommendation" if o.recommendable else "")
+        limits = f" {o.range_text()}" if o.kind in (int, float) else ""
+        kw = {"dest": name, "default": None, "help": f"{o.doc}{limits} (default: {default})"}
+        if o.kind is bool:
+            p.add_argument(flag(name), action=argparse.BooleanOptionalAction, **kw)
+        elif o.choices:
+            p.add_argument(flag(name), choices=o.choices, **kw)
+        elif name == "agent_channel":
+            p.add_argument(flag(name), type=int, choices=(0, 1), **kw)
+        else:
+            p.add_argument(flag(name), type=o.kind, **kw)
+    p.add_argument("--no-sound", dest="add_sound", action="store_false", default=None, help="= --no-add-sound")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="timar headless", description="Generate TIMAR motion without the UI")
     p.add_argument("--blend", type=Path, help="scene to open first (with `python -m`; Blender takes it as -b FILE)")
-    p.add_argument("--character", help="mesh object with FLAME shape keys (default: the scene's TIMAR setting)")
     p.add_argument("--create-test-rig", action="store_true", help="add the test rig and animate it")
     p.add_argument("--add-demo-head", action="store_true", help="add the ARKit demo head and animate it")
-    # these four default to the scene's own setting (Auto, bundled map, match by name, blinks on)
-    p.add_argument("--rig-type", choices=("AUTO", "FLAME", "ARKIT"))
-    p.add_argument("--retarget-map", help="FLAME -> ARKit retarget map JSON (default: the bundled one)")
-    p.add_argument("--mapping-preset", help="ARKit mapping preset JSON (default: match by name)")
-    p.add_argument("--no-blinks", dest="blinks", action="store_false", default=None, help="ARKit rigs: no blinks")
-    p.add_argument("--agent-audio")
-    p.add_argument("--user-audio")
-    p.add_argument("--stereo", action="store_true", help="--agent-audio is one stereo file with both voices")
-    p.add_argument("--agent-channel", choices=("0", "1"), default="0")
-    p.add_argument("--user-motion-object", help="the other person's animated FLAME head")
-    p.add_argument("--model", dest="model_path", default="", help="model bundle folder (default: the bundled model)")
-    p.add_argument("--context-turns", type=int, default=7)
-    p.add_argument("--cfg", type=float, default=1.0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--takes", type=int, default=1)
-    p.add_argument("--start-frame", type=int, default=1)
-    p.add_argument("--strength-expression", type=float, default=1.0)
-    p.add_argument("--strength-jaw", type=float, default=1.0)
-    p.add_argument("--strength-head", type=float, default=1.0)
-    p.add_argument("--smoothing", type=float, default=0.0)
-    p.add_argument("--no-sound", dest="add_sound", action="store_false")
+    _add_setting_flags(p)
     p.add_argument("--out", type=Path, help="save the result as this .blend (default: overwrite nothing)")
     p.add_argument("--export-gltf", help="write the animated character as glTF (.glb or .gltf)")
     p.add_argument("--export-fbx", help="write the animated character as FBX")
@@ -80,13 +87,32 @@ def _ensure_registered() -> None:
         register()
 
 
-def run_one(entry: dict, base_blend: str | None) -> dict:
-    """One dialogue from a fresh copy of the input scene; returns its summary (or raises)."""
+def dialogue_entry(raw: dict, settings: dict, per_dialogue: dict, where: str) -> dict:
+    """One dialogue: its setting values (checked, over ``settings`` from the command line) under
+    ``settings``, and its other keys (out, exports, ...) over ``per_dialogue``. SettingsError for a
+    bad value or an unknown key, naming it and ``where``."""
+    import difflib
+
+    for key in raw:
+        if key not in SETTING_NAMES and key not in per_dialogue:
+            close = difflib.get_close_matches(key, [*SETTING_NAMES, *per_dialogue], n=1)
+            raise SettingsError(key, "unknown key" + (f" (did you mean '{close[0]}'?)" if close else ""), where)
+    own = check_values({k: v for k, v in raw.items() if k in SETTING_NAMES}, where)
+    return {**per_dialogue, **{k: v for k, v in raw.items() if k not in SETTING_NAMES}, "settings": {**settings, **own}}
+
+
+def run_one(entry: dict, base_blend: str | None, where: str = "") -> dict:
+    """One dialogue from a fresh copy of the input scene; returns its summary (or raises).
+
+    ``entry["settings"]``: the checked setting values given for it (the rest come from the scene);
+    the scene's TIMAR settings are left as they are, except the character a new test rig / demo
+    head becomes (as with the panel's buttons)."""
     import bpy
 
     from .blender import generate
     from .blender.demo_head import build_demo_head
     from .blender.export import EXPORTERS
+    from .blender.props import settings_of
     from .blender.rig import create_test_rig
     from .engine import job
 
@@ -94,29 +120,22 @@ def run_one(entry: dict, base_blend: str | None) -> dict:
         bpy.ops.wm.open_mainfile(filepath=base_blend)
     _ensure_registered()
     scene = bpy.context.scene
-    s = scene.timar
-    if entry.get("create_test_rig"):
-        s.character = create_test_rig(bpy.context)
-    if entry.get("add_demo_head"):
-        s.character = build_demo_head(bpy.context)
-    for key in FIELDS:
-        value = entry.get(key)
-        if value is None:
-            continue
-        if key in ("character", "user_motion_object"):
-            obj = bpy.data.objects.get(value)
-            if obj is None:
-                raise ValueError(f"object '{value}' not found in the scene")
-            value = obj
-        setattr(s, key, str(value) if key == "agent_channel" else value)
-    req, info = generate.build_request(scene, s)
+    values = dict(entry.get("settings", {}))
+    for key, build in (("create_test_rig", create_test_rig), ("add_demo_head", build_demo_head)):
+        if entry.get(key):
+            scene.timar.character = build(bpy.context)
+            values.setdefault("character", scene.timar.character.name)
+    settings = settings_of(scene, values, where)
+    req, info = generate.build_request(scene, settings)
+    character = info["object"]
     t0 = time.time()
 
     def progress(frac: float, text: str) -> None:
         print(f"TIMAR {frac * 100:5.1f}% {text}", flush=True)
 
     result = job.run(req, progress=progress)
-    summary = generate.write_result(bpy.context, s, req, info, result)
+    summary = generate.write_result(bpy.context, settings, req, info, result)
+    generate.show_summary(scene.timar, result, summary)
     summary["generation_seconds"] = round(time.time() - t0, 3)
     summary["exports"] = {}
     for key in EXPORTS:
@@ -124,7 +143,7 @@ def run_one(entry: dict, base_blend: str | None) -> dict:
             target = Path(entry[key]).resolve()
             target.parent.mkdir(parents=True, exist_ok=True)
             kind = key.removeprefix("export_")
-            summary["exports"][kind] = EXPORTERS[kind](bpy.context, s.character, str(target))
+            summary["exports"][kind] = EXPORTERS[kind](bpy.context, character, str(target))
     out = entry.get("out")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -158,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.blend and not args.blend.is_file():
         print(f"error: {args.blend}: scene file not found", file=sys.stderr)
         return 2
-    defaults = {k: v for k, v in vars(args).items() if k not in ("blend", "batch", "json")}
+    defaults = {k: v for k, v in vars(args).items() if k not in (*SETTING_NAMES, *NOT_PER_DIALOGUE)}
     defaults["out"] = str(args.out) if args.out else None
+    try:
+        given = check_values({k: getattr(args, k) for k in SETTING_NAMES if getattr(args, k) is not None},
+                             "command line", spell=flag)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.batch:
         try:
             entries = json.loads(args.batch.read_text())
@@ -168,19 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: {args.batch}: {exc}", file=sys.stderr)
             return 2
-        entries = [{**defaults, **e, **_batch_exports(defaults, e, i)} for i, e in enumerate(entries)]
     else:
-        entries = [defaults]
+        entries = [{}]
     results, failed = [], 0
-    for i, entry in enumerate(entries):
-        label = entry.get("out") or entry.get("agent_audio") or f"dialogue {i + 1}"
+    for i, raw in enumerate(entries):
+        shown = {**defaults, **given, **raw}
+        label = shown.get("out") or shown.get("agent_audio") or f"dialogue {i + 1}"
+        where = f"{args.batch} [dialogue {i + 1}]" if args.batch else "command line"
         print(f"TIMAR [{i + 1}/{len(entries)}] {label}", flush=True)
         try:
-            results.append({"ok": True, **run_one(entry, base if (args.batch or args.blend) else None)})
+            per_dialogue = {**defaults, **_batch_exports(defaults, raw, i)} if args.batch else defaults
+            entry = dialogue_entry(raw, given, per_dialogue, where)
+            results.append({"ok": True, **run_one(entry, base if (args.batch or args.blend) else None, where)})
         except Exception as exc:
             failed += 1
             print(f"TIMAR error: {label}: {exc}", file=sys.stderr, flush=True)
-            results.append({"ok": False, "entry": {k: str(v) for k, v in entry.items()}, "error": str(exc)})
+            results.append({"ok": False, "entry": {k: str(v) for k, v in shown.items()}, "error": str(exc)})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"dialogues": results, "failed": failed}, indent=1, default=str))

@@ -4,7 +4,6 @@ takes (so ARKit takes get the same stash / rollback / slotted-action behaviour a
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import bpy
@@ -22,14 +21,12 @@ from ..engine.arkit import (
     preset_for,
 )
 from ..engine.rigmap import ChannelMap, Target, expression_keys, normalize
+from ..engine.settings import Settings
+from .props import abspath
 from .rig import RigError, check_editable, editable_armature, shape_key_names
 
 HEAD_BONE_NAMES = ("head", "neck")  # the head turns the whole head; the neck where a rig has no head bone
 BLINKS = ("eyeBlinkLeft", "eyeBlinkRight")
-
-
-def _abspath(path: str) -> str:
-    return os.path.normpath(bpy.path.abspath(path)) if path else ""
 
 
 def rig_kind(obj: bpy.types.Object, choice: str = "AUTO") -> str:
@@ -109,15 +106,16 @@ class ArkitPlan:
 
 
 def current_preset(obj: bpy.types.Object, s) -> tuple[MappingPreset, list[str]]:
-    """The preset in use: the file chosen in the panel, else the automatic match by name."""
-    path = _abspath(s.mapping_preset)
+    """The preset in use: ``s.mapping_preset`` (a ``Settings`` or the panel's settings), else the
+    automatic match by name."""
+    path = abspath(s.mapping_preset)
     if path:
         preset = load_preset(path)
         return preset, [n for n in ARKIT_NAMES if n not in preset.channels]
     return preset_for(shape_key_names(obj))
 
 
-def plan_for(obj: bpy.types.Object | None, s) -> ArkitPlan:
+def plan_for(obj: bpy.types.Object | None, s: Settings) -> ArkitPlan:
     """Check an ARKit character and load its retarget map and preset; RigError / ValueError (naming
     the file) if anything is wrong. Changes nothing."""
     if obj is None:
@@ -126,7 +124,7 @@ def plan_for(obj: bpy.types.Object | None, s) -> ArkitPlan:
         raise RigError(f"'{obj.name}' has no shape keys (use Add Demo Head, or an ARKit rig)")
     check_editable(obj)
     key = obj.data.shape_keys
-    map_path = _abspath(s.retarget_map)
+    map_path = abspath(s.retarget_map)
     retarget = load_retarget_map(map_path) if map_path else default_retarget_map()
     preset, unmatched = current_preset(obj, s)
     for name, setting in preset.channels.items():
@@ -136,4 +134,4 @@ def plan_for(obj: bpy.types.Object | None, s) -> ArkitPlan:
     if not preset.channels:
         raise RigError(f"'{obj.name}' has no ARKit-named shape keys (jawOpen, ...); load a mapping preset")
     arm = editable_armature(obj)
-    return ArkitPlan(retarget, preset, unmatched, arm, head_bone(arm), s.blinks, map_path, _abspath(s.mapping_preset))
+    return ArkitPlan(retarget, preset, unmatched, arm, head_bone(arm), s.blinks, map_path, abspath(s.mapping_preset))

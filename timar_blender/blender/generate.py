@@ -1,6 +1,8 @@
-"""The generation steps that touch bpy, shared by the operator (UI and background) and the
-headless entry point: check the inputs and build an engine request (main thread), then write the
-finished takes (main thread). The engine work in between needs no bpy."""
+"""The generation steps that touch bpy, shared by the operator (UI and background), live mode and
+the headless entry point: from a frozen ``Settings``, check the inputs and build an engine request
+(main thread), then write the finished takes (main thread). The engine work in between needs no bpy.
+Nothing here reads or changes the scene's TIMAR settings: the callers build the ``Settings`` and
+show the summary."""
 
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ from ..engine.bundle import CHANNEL_NAMES
 from ..engine.curves import apply_strengths, smooth
 from ..engine.job import Request, Result
 from ..engine.rigmap import describe_unmatched
-from ..engine.sampler import SamplingOptions
+from ..engine.settings import Settings
 from . import keyframes
 from .arkit_rig import plan_for, rig_kind
 from .export import store_take
+from .props import abspath
 from .rig import channel_map, check_character
 
 MODEL_FPS = 25.0
@@ -27,8 +30,14 @@ class InputError(ValueError):
     pass
 
 
-def _abspath(path: str) -> str:
-    return os.path.normpath(bpy.path.abspath(path)) if path else ""
+def find_object(name: str, what: str) -> bpy.types.Object | None:
+    """The scene object a setting names (None for ""); InputError if there is none of that name."""
+    if not name:
+        return None
+    obj = bpy.data.objects.get(name)
+    if obj is None:
+        raise InputError(f"{what} '{name}' not found in the scene")
+    return obj
 
 
 def _fcurve(idblock, data_path: str, index: int):
@@ -72,26 +81,25 @@ def read_user_motion(obj: bpy.types.Object, scene: bpy.types.Scene, start_frame:
     return motion
 
 
-def character_info(s) -> dict:
+def character_info(settings: Settings) -> dict:
     """How takes reach the character (FLAME channel map or ARKit plan), checked; RigError if they cannot.
     Shared by Generate and live mode."""
-    if rig_kind(s.character, s.rig_type) == "ARKIT":
-        plan = plan_for(s.character, s)
-        return {"kind": "ARKIT", "plan": plan, "map": None, "armature": plan.armature, "unmatched": plan.describe()}
-    cmap, arm = check_character(s.character)
-    return {"kind": "FLAME", "map": cmap, "armature": arm, "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
+    obj = find_object(settings.character, "character")
+    if rig_kind(obj, settings.rig_type) == "ARKIT":
+        plan = plan_for(obj, settings)
+        return {"kind": "ARKIT", "object": obj, "plan": plan, "map": None, "armature": plan.armature,
+                "unmatched": plan.describe()}
+    cmap, arm = check_character(obj)
+    return {"kind": "FLAME", "object": obj, "map": cmap, "armature": arm,
+            "unmatched": describe_unmatched(cmap, CHANNEL_NAMES)}
 
 
-def sampling_options(s) -> SamplingOptions:
-    """The panel's sampling settings (shared by Generate and live mode)."""
-    return SamplingOptions(context_turns=s.context_turns, cfg=s.cfg, temperature=s.temperature, seed=s.seed)
-
-
-def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
-    """Validate the panel's inputs and turn them into an engine request (no scene changes)."""
+def build_request(scene: bpy.types.Scene, settings: Settings) -> tuple[Request, dict]:
+    """Check the inputs and turn the settings into an engine request (no scene changes)."""
+    s = settings
     info = character_info(s)
-    agent = _abspath(s.agent_audio)
-    user = agent if s.stereo else _abspath(s.user_audio)
+    agent = abspath(s.agent_audio)
+    user = agent if s.stereo else abspath(s.user_audio)
     if not agent:
         raise InputError("choose the agent's audio file")
     if not user:
@@ -99,26 +107,25 @@ def build_request(scene: bpy.types.Scene, s) -> tuple[Request, dict]:
     for path, who in ((agent, "agent"), (user, "user")):
         if not os.path.isfile(path):
             raise InputError(f"{path}: {who} audio file not found")
-    a_ch = int(s.agent_channel) if s.stereo else None
-    u_ch = (1 - a_ch) if s.stereo else None
-    model = _abspath(s.model_path)
-    opts = sampling_options(s)
+    a_ch = s.agent_channel if s.stereo else None
+    u_ch = (1 - a_ch) if a_ch is not None else None
     req = Request(
         agent_audio=agent,
         user_audio=user,
         agent_channel=a_ch,
         user_channel=u_ch,
-        model=model,
-        options=opts,
+        model=abspath(s.model_path),
+        options=s.sampling_options(),
         takes=s.takes,
     )
-    if s.user_motion_object is not None:
+    other = find_object(s.user_motion_object, "user motion object")
+    if other is not None:
         import soundfile
 
         seconds = max(soundfile.info(agent).duration, soundfile.info(user).duration)
         req = replace(
             req,
-            user_motion=read_user_motion(s.user_motion_object, scene, s.start_frame, int(np.ceil(seconds * MODEL_FPS))),
+            user_motion=read_user_motion(other, scene, s.start_frame, int(np.ceil(seconds * MODEL_FPS))),
         )
     return req, info
 
@@ -132,17 +139,18 @@ def _add_sound(scene: bpy.types.Scene, path: str, start: int) -> None:
     ed = scene.sequence_editor or scene.sequence_editor_create()
     strips = ed.strips if hasattr(ed, "strips") else ed.sequences
     for st in strips:
-        if st.type == "SOUND" and st.sound and _abspath(st.sound.filepath) == path and strip_start(st) == start:
+        if st.type == "SOUND" and st.sound and abspath(st.sound.filepath) == path and strip_start(st) == start:
             return  # already there
     used = {st.channel for st in strips}
     channel = next(c for c in range(1, 128) if c not in used)
     strips.new_sound(os.path.basename(path), path, channel, start)
 
 
-def write_result(context: bpy.types.Context, s, req: Request, info: dict, result: Result) -> dict:
-    """Write every take (each its own actions; the last one assigned), add the audio, summarise."""
-    scene = context.scene
-    obj, arm, plan = s.character, info["armature"], info.get("plan")
+def write_result(context: bpy.types.Context, settings: Settings, req: Request, info: dict, result: Result) -> dict:
+    """Write every take (each its own actions; the last one assigned), add the audio, summarise
+    (``report``: one line for the UI)."""
+    scene, s = context.scene, settings
+    obj, arm, plan = info["object"], info["armature"], info.get("plan")
     done, written_all = [], []
     try:
         for k, take in enumerate(result.takes):
@@ -156,7 +164,7 @@ def write_result(context: bpy.types.Context, s, req: Request, info: dict, result
             for action in w.actions:
                 action.use_fake_user = True  # every take survives saving, not only the assigned one
             meta = {"seed": seed, "rig": info.get("kind", "FLAME"), "blinks": bool(s.blinks),
-                    "retarget_map": plan.retarget_path if plan else _abspath(s.retarget_map)}
+                    "retarget_map": plan.retarget_path if plan else abspath(s.retarget_map)}
             store_take(w.actions, motion, take.fps, meta)
             done.append(
                 {
@@ -178,7 +186,6 @@ def write_result(context: bpy.types.Context, s, req: Request, info: dict, result
                 _add_sound(scene, path, s.start_frame)
             except (RuntimeError, OSError) as exc:  # e.g. a Blender build without audio support
                 warnings.append(f"no sound strip for {os.path.basename(path)}: {exc}")
-    s.provider = f"{result.provider} ({result.provider_reason})"
     summary = {
         "character": obj.name,
         "rig": info.get("kind", "FLAME"),
@@ -191,7 +198,12 @@ def write_result(context: bpy.types.Context, s, req: Request, info: dict, result
         "scene_fps": keyframes.scene_fps(scene),
         "warnings": warnings,
     }
-    s.last_report = f"{len(done)} take(s), frames {done[-1]['frames'][0]}-{done[-1]['frames'][1]}; {info['unmatched']}"
-    if warnings:
-        s.last_report += "; " + "; ".join(warnings)
+    report = f"{len(done)} take(s), frames {done[-1]['frames'][0]}-{done[-1]['frames'][1]}; {info['unmatched']}"
+    summary["report"] = "; ".join([report, *warnings])
     return summary
+
+
+def show_summary(ui, result: Result, summary: dict) -> None:
+    """Put a written take's one-line report and the provider on a panel's state (``scene.timar``)."""
+    ui.provider = f"{result.provider} ({result.provider_reason})"
+    ui.last_report = summary["report"]

@@ -32,8 +32,10 @@ from ..engine.capture import CaptureError, SoundDeviceSource, Source, input_devi
 from ..engine.curves import apply_strengths
 from ..engine.live import LiveSession, LiveTake, latency_stats
 from ..engine.rigmap import ChannelMap
+from ..engine.settings import OPTIONS, Settings
 from . import generate, keyframes
 from .panel import SubPanel
+from .props import abspath, settings_of
 from .rig import RigError
 
 TICK = 0.01  # s between timer ticks: frames appear within ~5 ms of being ready on average
@@ -71,8 +73,9 @@ class TIMAR_PG_live(bpy.types.PropertyGroup):
         "empty = the character only listens",
     )
     max_seconds: FloatProperty(
-        name="Stop After", default=0.0, min=0.0, soft_max=600.0, unit="TIME_ABSOLUTE",
-        description="Stop by itself after this much audio (0 = until Stop)",
+        name=OPTIONS["live_max_seconds"].label, description=OPTIONS["live_max_seconds"].doc, unit="TIME_ABSOLUTE",
+        default=OPTIONS["live_max_seconds"].default, min=OPTIONS["live_max_seconds"].min,
+        max=OPTIONS["live_max_seconds"].max, soft_max=OPTIONS["live_max_seconds"].soft_max,
     )
     running: bpy.props.BoolProperty(options={"SKIP_SAVE"})
     status: StringProperty(options={"SKIP_SAVE"})
@@ -106,8 +109,7 @@ class LiveRun:
     provider: str
     provider_reason: str
     model: str
-    strengths: tuple[float, float, float]
-    seed: int = 0
+    settings: Settings  # as they were at Start: the take written on Stop uses them too
     shown: list[_Shown] = field(default_factory=list)
     last_frame: tuple[int, int] | None = None
     rows: tuple[int, np.ndarray] | None = None  # (turn, its frames in display columns)
@@ -134,22 +136,23 @@ def start(context, source: Source | None = None) -> LiveRun:
     if _run is not None:
         raise LiveError("live mode is already running")
     scene = context.scene
-    s, live = scene.timar, scene.timar_live
+    live = scene.timar_live
     try:
-        info = generate.character_info(s)
+        settings = settings_of(scene)
+        info = generate.character_info(settings)
     except (RigError, OSError, ValueError) as exc:
         raise LiveError(str(exc)) from exc
     plan, arm = info.get("plan"), info["armature"]
     cmap = plan.channels(np.zeros((1, len(CHANNEL_NAMES)), np.float32), 25.0, 0)[1] if plan else info["map"]
-    agent_path = generate._abspath(live.agent_audio)
+    agent_path = abspath(live.agent_audio)
     agent = None
     if agent_path:
         try:
             agent = load_audio(agent_path)
         except AudioError as exc:
             raise LiveError(str(exc)) from exc
-    opts = generate.sampling_options(s)
-    model = generate._abspath(s.model_path)
+    opts = settings.sampling_options()
+    model = abspath(settings.model_path)
     try:
         backend = job.backend_for(model)
         if source is None:
@@ -162,7 +165,7 @@ def start(context, source: Source | None = None) -> LiveRun:
     run = LiveRun(
         session=session,
         scene=scene.name,
-        character=s.character.name,
+        character=info["object"].name,
         cmap=cmap,
         armature=arm.name if arm is not None else None,
         plan=plan,
@@ -171,10 +174,9 @@ def start(context, source: Source | None = None) -> LiveRun:
         provider=backend.provider,
         provider_reason=backend.choice.reason,
         model=str(backend.bundle.folder),
-        strengths=(s.strength_expression, s.strength_jaw, s.strength_head),
-        seed=s.seed,
+        settings=settings,
     )
-    _remember(run, s.character, arm)
+    _remember(run, info["object"], arm)
     _run = run
     live.running, live.status, live.latency = True, f"listening to {source.name}", ""
     live.provider = f"{backend.provider} ({backend.choice.reason})"
@@ -207,10 +209,10 @@ def _restore(run: LiveRun) -> None:
 def display_rows(run: LiveRun, turn: int, motion: np.ndarray) -> np.ndarray:
     """A turn's frames as the values the character shows: strengths, then the ARKit retarget (its
     blinks drawn per turn for display; the take written on Stop gets the take's own blink track)."""
-    m = apply_strengths(motion, *run.strengths)
+    m = apply_strengths(motion, *run.settings.strengths)
     if run.plan is None:
         return m
-    return run.plan.channels(m, run.session.fps, run.seed + turn)[0]
+    return run.plan.channels(m, run.session.fps, run.settings.seed + turn)[0]
 
 
 def apply_frame(run: LiveRun, row: np.ndarray) -> None:
@@ -378,18 +380,17 @@ def _write(run: LiveRun, take: LiveTake, wav: str, scene) -> dict:
         raise LiveError(f"scene '{run.scene}' is gone")
     if not len(take.motion):
         raise LiveError("no frames were generated")
-    s = scene.timar
-    obj = bpy.data.objects.get(run.character)
-    if obj is None:
+    if bpy.data.objects.get(run.character) is None:
         raise LiveError(f"the character '{run.character}' is gone")
-    if s.character is not obj:
-        s.character = obj
-    info = generate.character_info(s)
+    settings = run.settings.changed(character=run.character)  # renamed since Start: the same object
+    info = generate.character_info(settings)
     req = job.Request(
         agent_audio=run.agent_path or wav, user_audio=wav, model=run.model, options=run.request.options
     )
     result = job.Result([take.dialogue_motion()], run.provider, run.provider_reason, run.model, take.seconds)
-    return generate.write_result(SimpleNamespace(scene=scene), s, req, info, result)
+    summary = generate.write_result(SimpleNamespace(scene=scene), settings, req, info, result)
+    generate.show_summary(scene.timar, result, summary)
+    return summary
 
 
 # --- operators and panel ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ..engine.dialogue import Cancelled
 from . import export, generate
 from .arkit_rig import current_preset
 from .demo_head import build_demo_head
+from .props import settings_of, use_model_recommendations
 from .rig import RigError, create_test_rig, fill_channel_table
 
 
@@ -73,9 +74,9 @@ class TIMAR_OT_generate(bpy.types.Operator):
         return True
 
     def _prepare(self, context) -> bool:
-        s = _settings(context)
         try:
-            self.req, self.info = generate.build_request(context.scene, s)
+            self.settings = settings_of(context.scene)
+            self.req, self.info = generate.build_request(context.scene, self.settings)
         except (RigError, generate.InputError, OSError, RuntimeError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return False
@@ -84,11 +85,12 @@ class TIMAR_OT_generate(bpy.types.Operator):
     def _write(self, context, result: job.Result) -> set[str]:
         s = _settings(context)
         try:
-            summary = generate.write_result(context, s, self.req, self.info, result)
+            summary = generate.write_result(context, self.settings, self.req, self.info, result)
         except Exception as exc:  # write_take rolled itself back
             self.report({"ERROR"}, f"nothing was written: {exc}")
             return {"CANCELLED"}
         self.summary = summary
+        generate.show_summary(s, result, summary)
         self.report({"WARNING"} if summary["warnings"] else {"INFO"}, f"TIMAR: {s.last_report} [{result.provider}]")
         return {"FINISHED"}
 
@@ -189,6 +191,19 @@ class TIMAR_OT_cancel(bpy.types.Operator):
     def execute(self, context):
         _RUNNING[context.scene.name].set()
         _settings(context).status = "cancelling"
+        return {"FINISHED"}
+
+
+class TIMAR_OT_use_model_options(bpy.types.Operator):
+    """Use the model's recommended sampling options and smoothing again (forget the values set here)"""
+
+    bl_idname = "timar.use_model_options"
+    bl_label = "Use Model's Recommendations"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        cleared = use_model_recommendations(_settings(context))
+        self.report({"INFO"}, f"TIMAR: {len(cleared)} option(s) follow the model again")
         return {"FINISHED"}
 
 
@@ -349,6 +364,7 @@ TIMAR_OT_export_flame = _export_operator(
 CLASSES = (
     TIMAR_OT_generate,
     TIMAR_OT_cancel,
+    TIMAR_OT_use_model_options,
     TIMAR_OT_create_test_rig,
     TIMAR_OT_add_demo_head,
     TIMAR_OT_fill_channel_map,

@@ -6,8 +6,10 @@ import bpy
 
 from ..engine.bundle import CHANNEL_NAMES
 from ..engine.rigmap import describe_unmatched
+from ..engine.settings import OPTIONS, RECOMMENDABLE
 from .arkit_rig import current_preset, rig_kind
 from .arkit_rig import describe_unmatched as describe_arkit
+from .props import EXPLICIT, recommended_for
 from .rig import RigError, channel_map
 
 
@@ -60,8 +62,12 @@ class TIMAR_PT_generate(SidebarPanel, bpy.types.Panel):
         row.prop(s, "cfg")
         row.prop(s, "temperature")
         row = box.row(align=True)
+        row.prop(s, "num_iter")
+        row.prop(s, "mask_history_agent", toggle=True)
+        row = box.row(align=True)
         row.prop(s, "seed")
         row.prop(s, "start_frame")
+        _model_note(box, s)
         box = col.box()
         box.label(text="Strength")
         row = box.row(align=True)
@@ -84,6 +90,36 @@ class TIMAR_PT_generate(SidebarPanel, bpy.types.Panel):
             col.label(text=f"Runs on: {s.provider}", icon="INFO")
         if s.last_report:
             col.label(text=s.last_report)
+
+
+def _model_note(layout, s) -> None:
+    """Which options follow the model's recommendation, and the button that makes all follow it again."""
+    rec = recommended_for(s.model_path)
+    own = [n for n in RECOMMENDABLE if EXPLICIT + n in s]
+    shown = [f"{OPTIONS[n].label} {_fmt(v)}" for n, v in rec.items() if n not in own and n != "sampling_steps"]
+    if shown:
+        layout.label(text="Model's: " + ", ".join(shown), icon="INFO")
+    if own:
+        layout.operator("timar.use_model_options", icon="LOOP_BACK")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class TIMAR_PT_sampling(SubPanel, bpy.types.Panel):
+    bl_label = "Advanced Sampling"
+    bl_idname = "TIMAR_PT_sampling"
+
+    def draw(self, context):
+        s = context.scene.timar
+        col = self.layout.column()
+        col.prop(s, "sampling_steps")
+        col.prop(s, "cfg_schedule")
+        col.prop(s, "random_order")
+        col.prop(s, "clamp_variance")
 
 
 class TIMAR_PT_channel_map(SubPanel, bpy.types.Panel):
@@ -153,4 +189,4 @@ class TIMAR_PT_export(SubPanel, bpy.types.Panel):
         col.operator("timar.export_flame", text="FLAME-56 (NPZ / JSON)", icon="EXPORT")
 
 
-CLASSES = (TIMAR_PT_generate, TIMAR_PT_channel_map, TIMAR_PT_arkit, TIMAR_PT_export)
+CLASSES = (TIMAR_PT_generate, TIMAR_PT_sampling, TIMAR_PT_channel_map, TIMAR_PT_arkit, TIMAR_PT_export)

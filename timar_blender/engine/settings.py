@@ -152,7 +152,7 @@ class Settings:
     def validate(self, info: ModelInfo | None = None, where: str = "") -> Settings:
         """Every option in range (and, with the loaded model's ``info``, within its shapes); returns self."""
         for name, opt in OPTIONS.items():
-            if name in _SETTING_NAMES:
+            if name in SETTING_NAMES:
                 opt.check(getattr(self, name), where)
         if info is not None:
             limits = {
@@ -198,7 +198,7 @@ def _options() -> dict[str, Option]:
 
 
 OPTIONS: dict[str, Option] = _options()
-_SETTING_NAMES = frozenset(OPTIONS)
+SETTING_NAMES: tuple[str, ...] = tuple(OPTIONS)  # the Settings fields, in order
 # settings that are not generation options but still need a documented range
 OPTIONS["live_max_seconds"] = Option("live_max_seconds", float, 0.0, "Stop After",
                                      "Stop by itself after this much audio (0 = until Stop)",
@@ -220,8 +220,8 @@ def check_values(values: Mapping[str, Any], where: str = "", spell: Any = None) 
     for name, value in values.items():
         shown = spell(name) if spell else name
         opt = OPTIONS.get(name)
-        if opt is None or name not in _SETTING_NAMES:
-            close = difflib.get_close_matches(name, sorted(_SETTING_NAMES), n=1)
+        if opt is None or name not in SETTING_NAMES:
+            close = difflib.get_close_matches(name, sorted(SETTING_NAMES), n=1)
             hint = f" (did you mean '{spell(close[0]) if spell else close[0]}'?)" if close else ""
             raise SettingsError(shown, f"unknown option{hint}", where)
         out[name] = opt.check(value, where, shown)
