@@ -143,7 +143,8 @@ def check_graph_io(name: str, path: Path, session, entry: dict, dims: dict[str, 
     ins = {i.name: list(i.shape) for i in session.get_inputs()}
     outs = {o.name: list(o.shape) for o in session.get_outputs()}
     for label, actual, declared in (("inputs", ins, entry.get("inputs")), ("outputs", outs, entry.get("outputs"))):
-        if declared is not None and sorted(actual) != sorted(declared if isinstance(declared, list) else []):
+        names = declared if isinstance(declared, list) and all(isinstance(n, str) for n in declared) else None
+        if declared is not None and (names is None or sorted(actual) != sorted(names)):
             raise BundleCheckError(
                 f"{path}: the graph's {label} are {sorted(actual)} but {where} [files] '{name}' lists {declared!r} "
                 "(swapped or wrong graph?)"
