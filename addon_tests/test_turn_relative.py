@@ -6,6 +6,7 @@ Official checkpoints keep window positions and raw units (their parity: test_off
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -252,3 +253,60 @@ def test_v2_preset_trains(tmp_path: Path):
     assert s["fixed_loss_after"] < s["fixed_loss_before"]
     cfg = load_checkpoint(out / "checkpoint-last.pth").config
     assert cfg.position == "turn_relative" and cfg.motion_norm and cfg.depth == 3 and cfg.width == 128
+
+
+# ------------------------------------------------------------------------------ the cached sampler
+@pytest.fixture(scope="module")
+def v2_model() -> Timar:
+    cfg = _tiny_v2(depth=2, motion_norm=True, motion_mean=MEAN, motion_std=STD)
+    m = _model(cfg, seed=4)
+    with torch.no_grad():  # a head whose output depends on z, so errors in z show in the motion
+        for p in m.diffloss.net.final_layer.parameters():
+            p.normal_(0, 0.05)
+    return m
+
+
+def _dialogue(seconds: int, seed: int = 0):
+    from model_export.synthetic import synth_speech
+
+    user = synth_speech(seconds, 16_000, seed, [(0.3, seconds / 2)])
+    agent = synth_speech(seconds, 16_000, seed + 1, [(seconds / 2, seconds - 0.3)])
+    um = np.random.default_rng(seed).normal(0, 0.1, (seconds * 25, 56)).astype(np.float32)
+    return user, agent, um
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(),
+        dict(cfg=1.5),
+        dict(mask_history_agent=False),
+        dict(num_iter=3, cfg=2.0),
+        dict(num_iter=2, mask_history_agent=False, context_turns=3),
+        dict(context_turns=0),
+    ],
+    ids=["default", "cfg", "agent-visible", "num_iter", "visible-iter-n3", "n0"],
+)
+def test_cached_sampler_equals_the_whole_dialogue_computation(v2_model: Timar, opts: dict):
+    feats = build_speech_features(v2_model.cfg, None)
+    user, agent, um = _dialogue(24)
+    base = SamplingOptions(seed=2, **opts)
+    cached = sample_dialogue(v2_model, feats, user, agent, um, base).motion
+    ref = sample_dialogue(v2_model, feats, user, agent, um, dataclasses.replace(base, kv_cache=False)).motion
+    assert np.abs(cached - ref).max() <= 1e-5
+    assert np.isfinite(cached).all() and cached.std() > 1e-3
+
+
+def test_cache_holds_n_turns_and_context_matters(v2_model: Timar):
+    from model_export.torch_backend import TorchBackend
+    from timar_blender.engine.sampler import TurnSampler
+
+    feats = build_speech_features(v2_model.cfg, None)
+    user, agent, _ = _dialogue(12)
+    sampler = TurnSampler(TorchBackend(v2_model, feats), SamplingOptions(context_turns=3))
+    seen = [sampler.step(user[i * 16000 : (i + 1) * 16000], agent[i * 16000 : (i + 1) * 16000]).window_turns
+            for i in range(6)]
+    assert seen == [1, 2, 3, 4, 4, 4] and len(sampler._kv.k) == 3
+    a = sample_dialogue(v2_model, feats, user, agent, None, SamplingOptions(context_turns=0, seed=1)).motion
+    b = sample_dialogue(v2_model, feats, user, agent, None, SamplingOptions(context_turns=7, seed=1)).motion
+    assert np.allclose(a[:25], b[:25], atol=1e-6) and not np.allclose(a[50:], b[50:], atol=1e-4)

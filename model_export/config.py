@@ -136,6 +136,10 @@ class TimarConfig:
             train_steps=self.diffusion_steps,
             motion_mean=self.motion_stats[0] if self.motion_norm else None,
             motion_std=self.motion_stats[1] if self.motion_norm else None,
+            position=self.position,
+            kv_shape=(self.depth, self.num_heads, self.width // self.num_heads)
+            if self.position == "turn_relative"
+            else None,
         )
 
     def to_dict(self) -> dict[str, Any]:

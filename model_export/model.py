@@ -157,12 +157,15 @@ class Timar(nn.Module):
             raise ValueError(f"turn-relative positions need whole turns of {length} tokens, got {t} tokens")
         return table.repeat(1, t // length, 1)
 
-    def backbone(self, tokens: torch.Tensor, mask: torch.Tensor, turn_ids: torch.Tensor) -> torch.Tensor:
+    def backbone(
+        self, tokens: torch.Tensor, mask: torch.Tensor, turn_ids: torch.Tensor, band: int | None = None
+    ) -> torch.Tensor:
         """Tokens (B, T, D), agent-motion mask (B, T) and turn ids (B, T) -> z (B, T, width).
 
         With turn-relative positions the whole sequence is one dialogue of any length: each turn
-        attends to itself and the ``max_context_turns - 1`` turns before it (the computation a
-        per-layer key/value cache reproduces exactly); turn ids must be the same in every row.
+        attends to itself and the ``band`` (default ``max_context_turns - 1``) turns before it (the
+        computation a per-layer key/value cache reproduces exactly); turn ids must be the same in
+        every row.
         """
         t = tokens.shape[1]
         x = self.z_proj(tokens)
@@ -171,7 +174,8 @@ class Timar(nn.Module):
         if self.cfg.position == "turn_relative":
             if turn_ids.shape[0] > 1 and not bool((turn_ids == turn_ids[:1]).all()):
                 raise ValueError("turn-relative attention needs the same turn ids in every batch row")
-            attn_mask = banded_turn_bias(turn_ids[0], self.turn_distance_bias).to(x.dtype)
+            table = self.turn_distance_bias if band is None else self.turn_distance_bias[:, : band + 1]
+            attn_mask = banded_turn_bias(turn_ids[0], table).to(x.dtype)
             for block in self.encoder_blocks:
                 x = block(x, attn_mask)
         else:
@@ -179,6 +183,43 @@ class Timar(nn.Module):
             for block in self.encoder_blocks:
                 x = block(x, attn_mask)
         return self.encoder_norm(x) + self.positions(self.diffusion_pos_embed_learned, t)
+
+    def backbone_step(
+        self, tokens: torch.Tensor, mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One turn of a turn-relative model against the cached keys/values of the turns before it.
+
+        ``tokens`` (B, L, D) and ``mask`` (B, L): the new turn (rows: e.g. conditional and
+        unconditional); ``past_k``/``past_v`` (depth, H, P, head_dim): every layer's keys/values of
+        the previous P / L turns, oldest first, shared by all rows (at most the band). Returns z
+        (B, L, width) and this turn's keys/values (depth, B, H, L, head_dim). A turn's keys/values
+        depend only on its own tokens and the cached ones, so this equals ``backbone`` over the
+        whole dialogue with the banded mask.
+        """
+        length = self.cfg.turn_length
+        b, p = tokens.shape[0], past_k.shape[2]
+        x = self.z_proj(tokens)
+        x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+        x = self.z_proj_ln(x + self.encoder_pos_embed_learned)
+        # distance of every cached key's turn from this one: P/L, ..., 1 (oldest first), then 0
+        dist = torch.div(p - 1 - torch.arange(p, device=x.device), length, rounding_mode="floor") + 1
+        table = self.turn_distance_bias
+        bias = torch.cat([table[:, dist], table[:, :1].expand(-1, length)], dim=1)
+        attn_mask = bias[None, :, None, :].to(x.dtype)  # (1, H, 1, P + L)
+        keys, values = [], []
+        for i, blk in enumerate(self.encoder_blocks):
+            c, heads = x.shape[-1], blk.attn.num_heads
+            qkv = blk.attn.qkv(blk.norm1(x)).reshape(b, length, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv.unbind(0)
+            keys.append(k)
+            values.append(v)
+            k_all = torch.cat([past_k[i].unsqueeze(0).expand(b, -1, -1, -1), k], dim=2)
+            v_all = torch.cat([past_v[i].unsqueeze(0).expand(b, -1, -1, -1), v], dim=2)
+            out = torch.nn.functional.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask)
+            x = x + blk.attn.proj(out.transpose(1, 2).reshape(b, length, c))
+            x = x + blk.mlp(blk.norm2(x))
+        z = self.encoder_norm(x) + self.diffusion_pos_embed_learned
+        return z, torch.stack(keys), torch.stack(values)
 
     def head(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """One call of the diffusion MLP: (N, 56), original timesteps (N,), (N, width) -> (N, 112)."""

@@ -43,12 +43,24 @@ class TorchBackend:
         return self._np(self.model.motion_tokens(torch.from_numpy(np.asarray(frames, np.float32)).to(self._device)))
 
     @torch.no_grad()
-    def backbone(self, tokens: np.ndarray, mask: np.ndarray, turn_ids: np.ndarray) -> np.ndarray:
+    def backbone(
+        self, tokens: np.ndarray, mask: np.ndarray, turn_ids: np.ndarray, band: int | None = None
+    ) -> np.ndarray:
         d = self._device
         z = self.model.backbone(
-            torch.from_numpy(tokens).to(d), torch.from_numpy(mask).to(d), torch.from_numpy(turn_ids).to(d)
+            torch.from_numpy(tokens).to(d), torch.from_numpy(mask).to(d), torch.from_numpy(turn_ids).to(d), band=band
         )
         return self._np(z[:, -self.model.cfg.turn_length :])  # the sampler reads the last turn
+
+    @torch.no_grad()
+    def backbone_step(
+        self, tokens: np.ndarray, mask: np.ndarray, past_k: np.ndarray, past_v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = self._device
+        z, k, v = self.model.backbone_step(
+            *(torch.from_numpy(np.ascontiguousarray(a)).to(d) for a in (tokens, mask, past_k, past_v))
+        )
+        return self._np(z), self._np(k), self._np(v)
 
     @torch.no_grad()
     def head(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -40,6 +40,10 @@ class ModelInfo:
     # encodes (frame - mean) / std and de-normalises the frames the diffusion head samples
     motion_mean: tuple[float, ...] | None = None
     motion_std: tuple[float, ...] | None = None
+    # "window": positions from the window start, every turn recomputes the window (official);
+    # "turn_relative": the backend has ``backbone_step`` and history keys/values are cached
+    position: str = "window"
+    kv_shape: tuple[int, int, int] | None = None  # (layers, heads, head_dim) of the cached keys/values
 
     @property
     def fps(self) -> float:
@@ -75,11 +79,16 @@ class Backend(Protocol):
 
     def backbone(self, tokens: np.ndarray, mask: np.ndarray, turn_ids: np.ndarray) -> np.ndarray: ...
 
-    # (B, T, token_dim), (B, T) bool, (B, T) int64 -> (B, T, width)
+    # (B, T, token_dim), (B, T) bool, (B, T) int64 -> (B, T, width). Turn-relative models also take
+    # ``band=n`` (turns each turn attends back) and may refuse it (a bundle holding only the cached graph).
 
     def head(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray: ...
 
     # (N, C), (N,) int64 original timesteps, (N, width) -> (N, 2C)
+
+    # Turn-relative models only (``info.position == "turn_relative"``):
+    # backbone_step(tokens (B, L, D), mask (B, L), past_k, past_v (layers, H, P, dh))
+    #   -> z (B, L, width), k and v (layers, B, H, L, dh) of this turn
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,9 @@ class SamplingOptions:
     mask_history_agent: bool = True  # re-mask the agent motion of history turns (paper setting)
     random_order: bool = True  # frame order for num_iter > 1; False = left to right
     clamp_variance: bool = True  # learned-range variance kept in [beta~, beta]; False = the released code
+    # turn-relative models: reuse finished turns' keys/values (exact); False recomputes the whole
+    # dialogue every turn (the reference the cache is tested against; cost grows with the context)
+    kv_cache: bool = True
 
     def validate(self, info: ModelInfo) -> None:
         if not 0 <= self.context_turns <= info.max_context_turns - 1:
@@ -154,6 +166,28 @@ class _History:
 
 
 @dataclass
+class _KVCache:
+    """Per-layer keys/values of the last n finished turns (turn-relative models), oldest first."""
+
+    k: list[np.ndarray]  # per turn: (layers, H, L, dh)
+    v: list[np.ndarray]
+    pending: tuple[np.ndarray, np.ndarray] | None = None  # a finished turn's (tokens, mask) to encode first
+
+    def past(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        if not self.k:
+            empty = np.zeros((shape[0], shape[1], 0, shape[2]), np.float32)
+            return empty, empty
+        return np.concatenate(self.k, axis=2), np.concatenate(self.v, axis=2)
+
+    def append(self, k: np.ndarray, v: np.ndarray, keep: int) -> None:
+        self.k.append(np.ascontiguousarray(k, dtype=np.float32))
+        self.v.append(np.ascontiguousarray(v, dtype=np.float32))
+        drop = max(0, len(self.k) - keep)
+        del self.k[:drop]
+        del self.v[:drop]
+
+
+@dataclass
 class TurnResult:
     motion: np.ndarray  # (F, C) agent frames of this turn
     turn_index: int
@@ -180,12 +214,35 @@ class TurnSampler:
         if self._seps.shape[0] != len(SEPARATORS):
             raise ValueError(f"backend has {self._seps.shape[0]} separators, expected {len(SEPARATORS)}")
         self._fake = np.asarray(self.backend.fake_latent(), dtype=np.float32)
+        if info.position not in ("window", "turn_relative"):
+            raise ValueError(f"unknown position scheme {info.position!r}")
+        self._turn_relative = info.position == "turn_relative"
+        self._cached = self._turn_relative and self.options.kv_cache
+        if self._turn_relative and info.kv_shape is None:
+            raise ValueError("a turn-relative model needs kv_shape (layers, heads, head_dim)")
         self.reset()
 
     def reset(self) -> None:
         d = self.backend.info.token_dim
         self._history = _History(np.zeros((0, d), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
+        self._kv = _KVCache([], [])
         self.turn_index = 0
+
+    def _history_turns(self) -> int:
+        """History turns the backbone input holds: the context (window models), or every turn that can
+        still reach this one through the layers' bands (turn-relative reference: exact, bounded)."""
+        n = self.options.context_turns
+        return n * self.backend.info.kv_shape[0] if self._turn_relative else n
+
+    def _encode_pending(self) -> None:
+        """A finished turn whose tokens changed after its last backbone run (agent motion visible to
+        later turns): its keys/values, against the cache as it stood before it."""
+        pend, self._kv.pending = self._kv.pending, None
+        if pend is None or self.options.context_turns == 0:
+            return
+        past_k, past_v = self._kv.past(self.backend.info.kv_shape)
+        _, k, v = self.backend.backbone_step(pend[0][None], pend[1][None], past_k, past_v)
+        self._kv.append(k[:, 0], v[:, 0], self.options.context_turns)
 
     def _noise_for(self, turn: int) -> TurnNoise:
         if self.noise is not None:
@@ -219,11 +276,15 @@ class TurnSampler:
         placeholder = np.zeros((f, info.token_dim), np.float32)
         cur = lay.interleave(self._seps, speech[0], mu, speech[1], placeholder)
 
-        # window = last n history turns + this turn (whole turns, positions from the window start)
+        # window = last n history turns + this turn (whole turns, positions from the window start);
+        # with the cache, only this turn (the history is in the cached keys/values)
         h = self._history
-        keep = opt.context_turns * lay.length
+        keep = 0 if self._cached else self._history_turns() * lay.length
         start = max(0, len(h.tokens) - keep)
         h_tokens, h_tids, h_agent = h.tokens[start:], h.turn_ids[start:], h.agent[start:]
+        if self._cached:
+            self._encode_pending()
+            past_k, past_v = self._kv.past(info.kv_shape)
         tokens = np.concatenate([h_tokens, cur])
         turn_ids = np.concatenate([h_tids, np.full(lay.length, self.turn_index, np.int64)])
         cur_agent = np.zeros(lay.length, bool)
@@ -247,11 +308,16 @@ class TurnSampler:
                 uncond[user_cur] = self._fake
                 batch = np.stack([tokens, uncond])
             rows = len(batch)
-            z = self.backend.backbone(
-                np.ascontiguousarray(batch, dtype=np.float32),
-                np.repeat(mask[None], rows, 0),
-                np.repeat(turn_ids[None], rows, 0),
-            )
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+            if self._cached:
+                z, k_new, v_new = self.backend.backbone_step(batch, np.repeat(mask[None], rows, 0), past_k, past_v)
+                if it == 0:  # this turn as later turns see it when they re-mask its agent motion
+                    first_kv = (k_new[:, 0], v_new[:, 0])
+            elif self._turn_relative:
+                tids = np.repeat(turn_ids[None], rows, 0)
+                z = self.backend.backbone(batch, np.repeat(mask[None], rows, 0), tids, band=opt.context_turns)
+            else:
+                z = self.backend.backbone(batch, np.repeat(mask[None], rows, 0), np.repeat(turn_ids[None], rows, 0))
 
             remaining = int(still_masked.sum())
             after = masked_after_step(f, remaining, it, opt.num_iter)
@@ -279,7 +345,15 @@ class TurnSampler:
             # MAR: frames generated in this iteration are visible context for the next one
             mask[agent_pos[sel]] = False
 
-        self._history = _History(tokens, turn_ids, agent)
-        result = TurnResult(motion=motion, turn_index=self.turn_index, window_turns=T // lay.length)
+        if self._cached:
+            window = len(self._kv.k) + 1
+            if opt.mask_history_agent:
+                self._kv.append(*first_kv, opt.context_turns)
+            else:  # its generated motion is visible to later turns: encode it again before the next turn
+                self._kv.pending = (tokens, np.zeros(lay.length, bool))
+        else:
+            self._history = _History(tokens, turn_ids, agent)
+            window = T // lay.length
+        result = TurnResult(motion=motion, turn_index=self.turn_index, window_turns=window)
         self.turn_index += 1
         return result
