@@ -519,13 +519,17 @@ def _weights(obj: bpy.types.Object, groups: dict[str, np.ndarray]) -> None:
 
 
 def ensure_camera_and_light(scene: bpy.types.Scene, target: np.ndarray = HEAD_CENTER) -> None:
-    """A portrait camera and a key light aimed at the face, only if the scene has none."""
+    """A portrait camera and a key light aimed at the face, and a grey world, only if the scene has none."""
     from mathutils import Vector
+
+    if scene.world is None:  # an empty scene has no world: renders would be black around the face
+        scene.world = bpy.data.worlds.new("TIMAR World")
+        scene.world.color = (0.62, 0.66, 0.72)
 
     coll = scene.collection
     if not any(o.type == "CAMERA" for o in scene.objects):
         cam = bpy.data.objects.new("TIMAR Camera", bpy.data.cameras.new("TIMAR Camera"))
-        cam.data.lens = 60.0
+        cam.data.lens = 80.0  # head and neck: the face fills the picture
         cam.location = Vector(target) + Vector((0.1, -0.9, 0.0))
         aim = Vector(target) + Vector((0, 0, -0.012)) - cam.location
         cam.rotation_euler = aim.to_track_quat("-Z", "Y").to_euler()
