@@ -130,3 +130,28 @@ def test_read_recommended_follows_the_manifest_file(tmp_path):
 
     os.utime(path, ns=(1, 2_000_000_000))  # a new modification time: the cache must not hide the edit
     assert S.read_recommended(tmp_path)["smoothing"] == 3.0
+
+
+def test_the_bundle_carries_its_recommendations_and_refuses_bad_ones(tmp_path):
+    import shutil
+
+    from timar_blender.engine.bundle import BundleError, load_bundle
+
+    folder = tmp_path / "model"
+    shutil.copytree(BUNDLED, folder)
+    man = json.loads((folder / "manifest.json").read_text())
+    man["recommended_options"] = {"smoothing": 2.0, "num_iter": 4, "mask_history_agent": False}
+    (folder / "manifest.json").write_text(json.dumps(man))
+    b = load_bundle(folder)
+    assert b.recommended == {"sampling_steps": man["diffusion"]["default_sampling_steps"], "smoothing": 2.0,
+                             "num_iter": 4, "mask_history_agent": False}
+    s = S.resolve({"num_iter": 2}, b.recommended)  # what every front end does with them
+    assert (s.smoothing, s.num_iter, s.mask_history_agent) == (2.0, 2, False)
+    for rec, words in (({"num_iter": 26}, "num_iter: 26 is more than this model allows (25)"),
+                       ({"cfg": float("nan")}, "recommended_options.cfg: must be a finite number"),
+                       ({"takes": 2}, "recommended_options.takes: not an option a model can recommend")):
+        man["recommended_options"] = rec
+        (folder / "manifest.json").write_text(json.dumps(man))
+        with pytest.raises(BundleError) as err:
+            load_bundle(folder)
+        assert str(err.value).startswith(str(folder / "manifest.json")) and words in str(err.value), str(err.value)

@@ -155,14 +155,7 @@ class Settings:
             if name in SETTING_NAMES:
                 opt.check(getattr(self, name), where)
         if info is not None:
-            limits = {
-                "context_turns": info.max_context_turns - 1,
-                "num_iter": info.frames_per_turn,
-                "sampling_steps": info.train_steps,
-            }
-            for name, top in limits.items():
-                if getattr(self, name) > top:
-                    raise SettingsError(name, f"{getattr(self, name)} is more than this model allows ({top})", where)
+            check_model_limits({name: getattr(self, name) for name in SETTING_NAMES}, info, where)
         return self
 
     def sampling_options(self) -> SamplingOptions:
@@ -207,6 +200,18 @@ OPTIONS["channel_gain"] = Option("channel_gain", float, 1.0, "Gain", "Multiplier
                                  min=-100.0, max=100.0, soft_min=-10.0, soft_max=10.0)
 RECOMMENDABLE: tuple[str, ...] = tuple(n for n, o in OPTIONS.items() if o.recommendable)
 DEFAULTS = Settings()
+
+
+def check_model_limits(values: Mapping[str, Any], info: ModelInfo, where: str = "") -> None:
+    """The options bounded by a model's shapes (context turns, num_iter, sampling steps) within them."""
+    limits = {
+        "context_turns": info.max_context_turns - 1,
+        "num_iter": info.frames_per_turn,
+        "sampling_steps": info.train_steps,
+    }
+    for name, top in limits.items():
+        if name in values and values[name] > top:
+            raise SettingsError(name, f"{values[name]} is more than this model allows ({top})", where)
 
 
 def check_values(values: Mapping[str, Any], where: str = "", spell: Any = None) -> dict[str, Any]:
