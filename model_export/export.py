@@ -17,6 +17,7 @@ Four graphs, each run by the engine's turn-by-turn loop:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -108,6 +109,26 @@ class BackboneGraph(nn.Module):
         return m.encoder_norm(x) + m.diffusion_pos_embed_learned[:, t - self.turn : t]
 
 
+class CachedBackboneGraph(nn.Module):
+    """The turn-relative backbone as the engine runs it: one new turn (rows: conditional and perhaps
+    unconditional) against every layer's cached keys/values of the 0..n previous turns; returns z of
+    the turn and its own keys/values for the cache (``Timar.backbone_step``)."""
+
+    def __init__(self, model: Timar) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.backbone_step(tokens, mask, past_k, past_v)
+
+
+def backbone_kind(cfg: Any) -> str:
+    """The manifest's name for the backbone graph a config exports to."""
+    return "turn_relative_cached" if cfg.position == "turn_relative" else "window"
+
+
 class HeadGraph(nn.Module):
     def __init__(self, model: Timar) -> None:
         super().__init__()
@@ -124,6 +145,23 @@ def example_inputs(model: Timar) -> dict[str, tuple[tuple[torch.Tensor, ...], di
     batch, rows = dim("batch", min=1, max=64), dim("rows", min=1, max=1 << 16)
     tokens = dim("turns", min=1, max=cfg.max_context_turns) * cfg.turn_length
     t = 2 * cfg.turn_length
+    if cfg.position == "turn_relative":
+        heads, length = cfg.num_heads, cfg.turn_length
+        kv = (cfg.depth, heads, 2 * length, cfg.width // heads)
+        past = dim("past_turns", min=0, max=cfg.max_context_turns - 1) * length
+        backbone = (
+            (torch.randn(2, length, cfg.token_dim), torch.rand(2, length) < 0.3, torch.randn(kv), torch.randn(kv)),
+            {"tokens": {0: batch}, "mask": {0: batch}, "past_k": {2: past}, "past_v": {2: past}},
+            ["tokens", "mask", "past_k", "past_v"],
+            ["z", "k", "v"],
+        )
+    else:
+        backbone = (
+            (torch.randn(2, t, cfg.token_dim), torch.rand(2, t) < 0.3),
+            {"tokens": {0: batch, 1: tokens}, "mask": {0: batch, 1: tokens}},
+            ["tokens", "mask"],
+            ["z"],
+        )
     return {
         "speech_encoder": (
             (torch.randn(2, cfg.samples_per_turn),),
@@ -132,12 +170,7 @@ def example_inputs(model: Timar) -> dict[str, tuple[tuple[torch.Tensor, ...], di
             ["speech_tokens"],
         ),
         "motion_encoder": ((torch.randn(7, cfg.motion_dim),), {"motion": {0: rows}}, ["motion"], ["motion_tokens"]),
-        "backbone": (
-            (torch.randn(2, t, cfg.token_dim), torch.rand(2, t) < 0.3),
-            {"tokens": {0: batch, 1: tokens}, "mask": {0: batch, 1: tokens}},
-            ["tokens", "mask"],
-            ["z"],
-        ),
+        "backbone": backbone,
         "diffusion_head": (
             (torch.randn(9, cfg.motion_dim), torch.randint(0, 1000, (9,)), torch.randn(9, cfg.width)),
             {"x": {0: rows}, "t": {0: rows}, "c": {0: rows}},
@@ -317,7 +350,7 @@ def export_bundle(
         graphs = {
             "speech_encoder": SpeechEncoderGraph(model, speech_features),
             "motion_encoder": MotionEncoderGraph(model),
-            "backbone": BackboneGraph(model),
+            "backbone": CachedBackboneGraph(model) if cfg.position == "turn_relative" else BackboneGraph(model),
             "diffusion_head": HeadGraph(model),
         }
         specs = example_inputs(model)
@@ -356,6 +389,9 @@ def export_bundle(
                 "turn_length": cfg.turn_length,
                 "separators": list(SEPARATORS),
                 "turn_causal": cfg.turn_causal,
+                # which backbone graph the bundle holds: "window" (the official scheme, the window
+                # recomputed every turn) or "turn_relative_cached" (one turn against cached keys/values)
+                "backbone": backbone_kind(cfg),
                 "speech_encoder": cfg.speech_encoder,
                 "parameters": int(sum(p.numel() for p in model.parameters())),
             },
@@ -373,6 +409,10 @@ def export_bundle(
                 "neck": [53, 56],
                 "units": "FLAME expression coefficients; jaw and neck axis-angle radians",
             },
+            # the graphs' motion space: (frame - mean) / std per channel; null = raw units
+            "motion_normalization": (
+                {"mean": list(cfg.motion_mean), "std": list(cfg.motion_std)} if cfg.motion_norm else None
+            ),
             "files": files,
             "source": source,
             "license": {"weights": license_text},
@@ -413,11 +453,19 @@ def parity_report(model: Timar, speech_features: nn.Module, folder: Path, second
     frames = rng.normal(0, 0.3, (25, cfg.motion_dim)).astype(np.float32)
     report["motion_encoder"] = float(np.abs(ort_be.encode_motion(frames) - pt_be.encode_motion(frames)).max())
     turns = min(3, cfg.max_context_turns)
-    t = turns * cfg.turn_length
-    tok = rng.standard_normal((2, t, cfg.token_dim)).astype(np.float32)
-    mask = rng.random((2, t)) < 0.3
-    tids = np.repeat(np.arange(turns), cfg.turn_length)[None].repeat(2, 0).astype(np.int64)
-    report["backbone"] = float(np.abs(ort_be.backbone(tok, mask, tids) - pt_be.backbone(tok, mask, tids)).max())
+    if cfg.position == "turn_relative":  # one turn against `turns - 1` cached turns, all three outputs
+        length, heads = cfg.turn_length, cfg.num_heads
+        tok = rng.standard_normal((2, length, cfg.token_dim)).astype(np.float32)
+        mask = rng.random((2, length)) < 0.3
+        kv = rng.standard_normal((2, cfg.depth, heads, (turns - 1) * length, cfg.width // heads)).astype(np.float32)
+        a, b = ort_be.backbone_step(tok, mask, kv[0], kv[1]), pt_be.backbone_step(tok, mask, kv[0], kv[1])
+        report["backbone"] = max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+    else:
+        t = turns * cfg.turn_length
+        tok = rng.standard_normal((2, t, cfg.token_dim)).astype(np.float32)
+        mask = rng.random((2, t)) < 0.3
+        tids = np.repeat(np.arange(turns), cfg.turn_length)[None].repeat(2, 0).astype(np.int64)
+        report["backbone"] = float(np.abs(ort_be.backbone(tok, mask, tids) - pt_be.backbone(tok, mask, tids)).max())
     x = rng.standard_normal((11, cfg.motion_dim)).astype(np.float32)
     ts = rng.integers(0, cfg.diffusion_steps, 11).astype(np.int64)
     c = rng.standard_normal((11, cfg.width)).astype(np.float32)
@@ -430,6 +478,9 @@ def parity_report(model: Timar, speech_features: nn.Module, folder: Path, second
         a = generate_dialogue(ort_be, user, agent, None, opts).motion
         b = generate_dialogue(pt_be, user, agent, None, opts).motion
         report[label] = float(np.abs(a - b).max())
+        if cfg.position == "turn_relative":  # the cache against the whole-dialogue computation
+            ref = generate_dialogue(pt_be, user, agent, None, dataclasses.replace(opts, kv_cache=False)).motion
+            report[label + "_vs_uncached"] = float(np.abs(a - ref).max())
     log.info("parity (max abs error): %s", report)
     return {"max_abs_error": report, "backbone_window_turns": turns, "dialogue_seconds": seconds,
             "dialogue_context_turns": cfg.max_context_turns - 1}

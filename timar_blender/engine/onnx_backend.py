@@ -109,7 +109,14 @@ class OnnxBackend:
     def encode_motion(self, frames: np.ndarray) -> np.ndarray:
         return self._run("motion_encoder", motion=np.ascontiguousarray(frames, dtype=np.float32))
 
-    def backbone(self, tokens: np.ndarray, mask: np.ndarray, turn_ids: np.ndarray) -> np.ndarray:
+    def backbone(
+        self, tokens: np.ndarray, mask: np.ndarray, turn_ids: np.ndarray, band: int | None = None
+    ) -> np.ndarray:
+        if self.info.position != "window":
+            raise ValueError(
+                "this bundle holds the cached turn-relative backbone only; the whole-dialogue recomputation "
+                "(kv_cache off) needs the PyTorch model"
+            )
         # the graph takes the turn structure from the whole-turn layout: check the window has it
         length = self.bundle.manifest["model"]["turn_length"]
         t = tokens.shape[1]
@@ -121,6 +128,23 @@ class OnnxBackend:
             tokens=np.ascontiguousarray(tokens, dtype=np.float32),
             mask=np.ascontiguousarray(mask, dtype=bool),
         )
+
+    def backbone_step(
+        self, tokens: np.ndarray, mask: np.ndarray, past_k: np.ndarray, past_v: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One turn against cached keys/values (bundles whose backbone is ``turn_relative_cached``)."""
+        if self.info.position != "turn_relative":
+            raise ValueError("this bundle's backbone recomputes the window; it has no cached step")
+        z, k, v = self.sessions["backbone"].run(
+            None,
+            {
+                "tokens": np.ascontiguousarray(tokens, dtype=np.float32),
+                "mask": np.ascontiguousarray(mask, dtype=bool),
+                "past_k": np.ascontiguousarray(past_k, dtype=np.float32),
+                "past_v": np.ascontiguousarray(past_v, dtype=np.float32),
+            },
+        )
+        return z, k, v
 
     def head(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
         return self._run(
