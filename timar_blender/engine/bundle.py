@@ -30,6 +30,7 @@ from .layout import SEPARATORS
 from .model_variant import VariantError, backbone_fields
 from .sampler import ModelInfo
 from .schedule import DiffusionCoefficients
+from .settings import SettingsError, check_model_limits, parse_recommended
 
 FORMAT = "timar-model-bundle"
 VERSION = 1
@@ -75,13 +76,10 @@ class Bundle:
     separators: np.ndarray  # (10, token_dim)
     fake_latent: np.ndarray  # (token_dim,)
     channels: tuple[str, ...]
+    recommended: dict[str, Any]  # options the model is best used with (settings.parse_recommended)
 
     def graph_path(self, name: str) -> Path:
         return self.folder / self.manifest["files"][name]["path"]
-
-    @property
-    def default_steps(self) -> int:
-        return int(self.manifest["diffusion"]["default_sampling_steps"])
 
     @property
     def license(self) -> str:
@@ -176,6 +174,11 @@ def _load_bundle(folder: Path, verify_hashes: bool) -> Bundle:
         raise BundleError(f"{where} [audio]: unknown normalisation {audio.get('normalization')!r}")
     _need(man, "license", dict, where)
     _need(man, "source", dict, where)
+    try:  # optional "recommended_options" (and default_sampling_steps): the defaults of every front end
+        recommended = parse_recommended(man, where)
+        check_model_limits(recommended, info, where)
+    except SettingsError as exc:
+        raise BundleError(str(exc)) from None
 
     files = _need(man, "files", dict, where)
     for name in (*GRAPHS, "constants"):
@@ -202,4 +205,4 @@ def _load_bundle(folder: Path, verify_hashes: bool) -> Bundle:
         raise BundleError(f"{cpath}: shapes {seps.shape}/{fake.shape} disagree with token_dim {info.token_dim}")
     if not (np.isfinite(seps).all() and np.isfinite(fake).all()):
         raise BundleError(f"{cpath}: holds non-finite values")
-    return Bundle(folder, man, info, seps, fake, channels)
+    return Bundle(folder, man, info, seps, fake, channels, recommended)
