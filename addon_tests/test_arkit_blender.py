@@ -551,7 +551,7 @@ def test_headless_demo_head_batch_with_exports(wavs, tmp_path: Path) -> None:
                                  {"agent_audio": agent, "user_audio": user, "seed": 5}]))
     r = run_headless(["--add-demo-head", "--no-sound", "--batch", str(batch),
                       "--export-gltf", str(tmp_path / "x" / "take.glb"),
-                      "--export-csv", str(tmp_path / "x" / "{index}_{name}.csv"),
+                      "--export-csv", str(tmp_path / "x" / "{index}_{name}.csv"), "--csv-timecode", "01:02:03:04.5",
                       "--export-flame", str(tmp_path / "x" / "take.json"),
                       "--json", str(tmp_path / "s.json")], tmp_path)
     assert r.returncode == 0, r.stderr
@@ -563,6 +563,7 @@ def test_headless_demo_head_batch_with_exports(wavs, tmp_path: Path) -> None:
         assert d["rig"] == "ARKIT" and set(d["exports"]) == {"gltf", "csv", "flame"}
         for e in d["exports"].values():
             assert Path(e["path"]).is_file()
+    assert Path(two["csv"]["path"]).read_text().splitlines()[1].startswith("01:02:03:04.500,61,")
     m1, _, _ = exports.read_flame(one["flame"]["path"])
     m2, _, _ = exports.read_flame(two["flame"]["path"])
     assert m1.shape == m2.shape == (75, 56) and not np.allclose(m1, m2)  # seeds 0 and 5

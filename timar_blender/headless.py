@@ -62,6 +62,16 @@ def _add_setting_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-sound", dest="add_sound", action="store_false", default=None, help="= --no-add-sound")
 
 
+def _timecode(text: str) -> str:
+    from .engine.exports import parse_timecode
+
+    try:
+        parse_timecode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="timar headless", description="Generate TIMAR motion without the UI")
     p.add_argument("--blend", type=Path, help="scene to open first (with `python -m`; Blender takes it as -b FILE)")
@@ -72,6 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--export-gltf", help="write the animated character as glTF (.glb or .gltf)")
     p.add_argument("--export-fbx", help="write the animated character as FBX")
     p.add_argument("--export-csv", help="write the take as a Live Link Face CSV (ARKit-52 + head)")
+    p.add_argument("--csv-timecode", default="00:00:00:00.000", type=_timecode,
+                   help="the CSV's first timecode, HH:MM:SS:FF[.fff] at 60 fps (Live Link Face's)")
     p.add_argument("--export-flame", help="write the take's FLAME-56 motion (.npz or .json)")
     p.add_argument("--batch", type=Path, help="JSON list of dialogues (keys as the options above)")
     p.add_argument("--json", type=Path, help="write a summary of what was written")
@@ -118,6 +130,9 @@ def run_one(entry: dict, base_blend: str | None, where: str = "") -> dict:
 
     if base_blend:
         bpy.ops.wm.open_mainfile(filepath=base_blend)
+    elif entry.get("fresh_scene") and (entry.get("create_test_rig") or entry.get("add_demo_head")):
+        # no scene was given: the new character alone (no default cube, camera, light), seen by its own camera
+        bpy.ops.wm.read_homefile(use_empty=True)
     _ensure_registered()
     scene = bpy.context.scene
     values = dict(entry.get("settings", {}))
@@ -143,7 +158,8 @@ def run_one(entry: dict, base_blend: str | None, where: str = "") -> dict:
             target = Path(entry[key]).resolve()
             target.parent.mkdir(parents=True, exist_ok=True)
             kind = key.removeprefix("export_")
-            summary["exports"][kind] = EXPORTERS[kind](bpy.context, character, str(target))
+            options = {"start_timecode": entry.get("csv_timecode") or "00:00:00:00.000"} if kind == "csv" else {}
+            summary["exports"][kind] = EXPORTERS[kind](bpy.context, character, str(target), **options)
     out = entry.get("out")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     defaults = {k: v for k, v in vars(args).items() if k not in (*SETTING_NAMES, *NOT_PER_DIALOGUE)}
     defaults["out"] = str(args.out) if args.out else None
+    defaults["fresh_scene"] = base is None  # started without a .blend: each dialogue from an empty scene
     try:
         given = check_values({k: getattr(args, k) for k in SETTING_NAMES if getattr(args, k) is not None},
                              "command line", spell=flag)
