@@ -141,6 +141,9 @@ def run_one(entry: dict, base_blend: str | None, where: str = "") -> dict:
             scene.timar.character = build(bpy.context)
             values.setdefault("character", scene.timar.character.name)
     settings = settings_of(scene, values, where)
+    if "agent_channel" in values and not settings.stereo:
+        name = flag("agent_channel") if where == "command line" else "agent_channel"
+        raise SettingsError(name, "applies only to one stereo file holding both voices (stereo is off)", where)
     req, info = generate.build_request(scene, settings)
     character = info["object"]
     t0 = time.time()
@@ -183,6 +186,38 @@ def _batch_exports(defaults: dict, entry: dict, index: int) -> dict:
     return out
 
 
+def check_batch_files(entries: list[dict], defaults: dict, base: str | None, batch: Path) -> None:
+    """Before anything runs: export name patterns use only ``{name}``/``{index}``, and no two
+    dialogues write the same file, nor does one overwrite the input scene the next ones start from.
+    SettingsError naming the key and the dialogue."""
+    for key in EXPORTS:
+        pattern = defaults.get(key)
+        if pattern and ("{" in pattern or "}" in pattern):
+            try:
+                pattern.format(name="name", index=1)
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                raise SettingsError(flag(key), f"'{pattern}' may only hold {{name}} and {{index}} in braces "
+                                    f"({type(exc).__name__}: {exc})", "command line") from None
+    seen: dict[str, str] = {}
+    for i, raw in enumerate(entries):
+        where = f"{batch} [dialogue {i + 1}]"
+        files = {**defaults, **raw, **_batch_exports(defaults, raw, i)}
+        for key in ("out", *EXPORTS):
+            value = files.get(key)
+            if value is None or value == "":
+                continue
+            if not isinstance(value, str):
+                raise SettingsError(key, f"must be a file name, got {value!r}", where)
+            path = os.path.realpath(value)
+            if key == "out" and base and path == os.path.realpath(base):
+                raise SettingsError(key, f"'{value}' is the input scene (--blend): the dialogues after this one "
+                                    "would start from its result; save each dialogue to its own file", where)
+            if path in seen:
+                raise SettingsError(key, f"'{value}' is also written by {seen[path]}; each dialogue needs its own file",
+                                    where)
+            seen[path] = f"dialogue {i + 1} ({key})"
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
@@ -207,8 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             entries = json.loads(args.batch.read_text())
             if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
                 raise ValueError("expected a JSON list of objects")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             print(f"error: {args.batch}: {exc}", file=sys.stderr)
+            return 2
+        try:
+            check_batch_files(entries, defaults, base, args.batch)
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
     else:
         entries = [{}]
@@ -226,11 +266,17 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(f"TIMAR error: {label}: {exc}", file=sys.stderr, flush=True)
             results.append({"ok": False, "entry": {k: str(v) for k, v in shown.items()}, "error": str(exc)})
+    summary_failed = False
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"dialogues": results, "failed": failed}, indent=1, default=str))
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"dialogues": results, "failed": failed}, indent=1, default=str))
+        except OSError as exc:
+            summary_failed = True
+            print(f"error: {args.json}: cannot write the summary ({exc.strerror or exc}); what each dialogue "
+                  "wrote is listed above", file=sys.stderr, flush=True)
     print(f"TIMAR done: {len(entries) - failed} ok, {failed} failed", flush=True)
-    return 1 if failed else 0
+    return 1 if failed else 2 if summary_failed else 0
 
 
 if __name__ == "__main__":
