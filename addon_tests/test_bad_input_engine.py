@@ -146,6 +146,11 @@ def _set(section: str, key: str, value) -> Callable[[Path], None]:
     return _man(lambda m: m[section].__setitem__(key, value))
 
 
+def _respaced(m: dict) -> dict:
+    d = m["diffusion"]
+    return d["respaced"][str(d["default_sampling_steps"])]
+
+
 def _swap_graph_files(m: dict) -> None:
     """The speech and motion encoders' paths and hashes swapped; names and shapes left as declared."""
     a, b = m["files"]["speech_encoder"], m["files"]["motion_encoder"]
@@ -210,12 +215,12 @@ BUNDLE_REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
                                                                              default_sampling_steps=500)),
                                          "default_sampling_steps 500 exceeds train_steps 100"),
     "unknown_schedule": (_set("diffusion", "schedule", "sigmoid"), r"\[diffusion\]: unknown schedule 'sigmoid'"),
-    "coefficient_is_text": (_man(lambda m: m["diffusion"]["respaced"]["5"]["log_betas"].__setitem__(2, "x")),
+    "coefficient_is_text": (_man(lambda m: _respaced(m)["log_betas"].__setitem__(2, "x")),
                             r"respaced 'log_betas' holds 'x', not a finite number"),
-    "coefficient_wrong_value": (_man(lambda m: m["diffusion"]["respaced"]["5"]["posterior_mean_coef1"]
-                                     .__setitem__(0, 0.5)), "'posterior_mean_coef1' disagrees with the cosine"),
-    "coefficients_too_few": (_man(lambda m: m["diffusion"]["respaced"]["5"]["log_betas"].pop()),
-                             "respaced 'log_betas' must be a list of 5 numbers"),
+    "coefficient_wrong_value": (_man(lambda m: _respaced(m)["posterior_mean_coef1"].__setitem__(0, 0.5)),
+                                "'posterior_mean_coef1' disagrees with the cosine"),
+    "coefficients_too_few": (_man(lambda m: _respaced(m)["log_betas"].pop()),
+                             r"respaced 'log_betas' must be a list of \d+ numbers"),
     "frames_per_turn_30": (_man(lambda m: m["model"].update(frames_per_turn=30, turn_length=130)),
                            r"speech_encoder\.onnx: output 'speech_tokens' has shape .* implies \['\*', 30, "),
     "samples_per_turn_8000": (_set("model", "samples_per_turn", 8000),
