@@ -131,6 +131,15 @@ class DialogueStream:
         return self.sampler.step(chunks[0], chunks[1], um)
 
 
+def _turn_chunk(track: np.ndarray, i: int, s: int) -> np.ndarray:
+    """Turn ``i`` of a track (a view); silence pads a shorter track and the last partial turn. Turn
+    by turn rather than one padded copy of each track: a 30-min dialogue would hold both twice."""
+    chunk = track[i * s : (i + 1) * s]
+    if len(chunk) < s:
+        chunk = np.concatenate([chunk, np.zeros(s - len(chunk), np.float32)])
+    return chunk
+
+
 def generate_dialogue(
     backend: Backend,
     user_audio: np.ndarray,
@@ -170,16 +179,12 @@ def generate_dialogue(
             "agent_stats": Normalizer.of_file(agent_audio).fixed,
         }
     stream = DialogueStream(backend, options, normalization=normalization, **stats)
-    # silence (zero samples) pads a shorter track and the last partial turn
-    tracks = [np.zeros(turns * s, np.float32), np.zeros(turns * s, np.float32)]
-    for t, w in zip(tracks, (user_audio, agent_audio)):
-        t[: min(len(w), len(t))] = w[: len(t)]
     results: list[TurnResult] = []
     for i in range(turns):
         if should_cancel is not None and should_cancel():
             raise Cancelled(f"cancelled after {i} of {turns} turns")
         um = user_motion[i * f : (i + 1) * f] if user_motion is not None else None
-        results += stream.push(tracks[0][i * s : (i + 1) * s], tracks[1][i * s : (i + 1) * s], um)
+        results += stream.push(_turn_chunk(user_audio, i, s), _turn_chunk(agent_audio, i, s), um)
         if progress is not None:
             progress(i + 1, turns)
     motion = np.concatenate([r.motion for r in results])
