@@ -78,6 +78,10 @@ REQUIREMENTS: tuple[tuple[str, str, str], ...] = (
     ("sounddevice", "0.5.6", "microphone capture; Windows/macOS wheels bundle PortAudio, Linux uses the system's"),
 )
 NEVER_BUNDLE = ("numpy",)
+# Parts of timar_blender/ for pipelines only, never in the extension: the Ray farm (Ray is not
+# bundled, and an extension must not start a cluster inside Blender) and the pip console script
+# that reaches it.
+PIPELINE_ONLY = ("farm", "cli.py")
 
 INDEX_NAME = "resolved.json"  # in the wheel cache: (requirement, platform, python) -> wheel file name
 
@@ -241,12 +245,20 @@ def _download_into_cache(
 # stage + manifest
 
 
+def _stage_ignore(folder: str, names: list[str]) -> set[str]:
+    """Left out of the extension: caches, and the pipeline-only parts (``PIPELINE_ONLY``)."""
+    ignored = set(shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")(folder, names))
+    if Path(folder).resolve() == PACKAGE_DIR.resolve():
+        ignored |= set(PIPELINE_ONLY) & set(names)
+    return ignored
+
+
 def stage_package(stage: Path) -> None:
     if not (PACKAGE_DIR / "__init__.py").is_file():
         raise BuildError(f"{PACKAGE_DIR}/__init__.py is missing")
     if stage.exists():
         shutil.rmtree(stage)
-    shutil.copytree(PACKAGE_DIR, stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+    shutil.copytree(PACKAGE_DIR, stage, ignore=_stage_ignore)
     (stage / "wheels").mkdir()
 
 
@@ -304,6 +316,9 @@ def check_zip(path: Path, wheels: list[Path]) -> None:
     stray = [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     if stray:
         raise BuildError(f"{path.name}: holds {stray[:3]}")
+    pipeline = [n for n in names if n.split("/", 1)[0] in PIPELINE_ONLY]
+    if pipeline:
+        raise BuildError(f"{path.name}: holds pipeline-only files {pipeline[:3]}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,15 @@ class Result:
 
 _cache: dict[tuple[str, str, int], OnnxBackend] = {}
 _cache_lock = threading.Lock()
+_process_threads = 0  # set_process_threads
+
+
+def set_process_threads(threads: int) -> None:
+    """Inference threads for this process's requests that leave ``threads`` at 0: a farm worker's
+    share of the cores (onnxruntime would otherwise size its pool to the whole machine in every
+    worker process, and the workers would fight over the cores). 0 = onnxruntime's choice."""
+    global _process_threads
+    _process_threads = max(0, int(threads))
 
 
 def backend_for(
@@ -75,7 +84,7 @@ def run(
     if should_cancel is not None and should_cancel():
         raise Cancelled("cancelled")
     report(0.0, "loading model")
-    backend = backend_for(req.model, req.device, req.threads, should_cancel)
+    backend = backend_for(req.model, req.device, req.threads or _process_threads, should_cancel)
     takes = []
     for k in range(req.takes):
         opts = replace(req.options, seed=req.options.seed + k)
