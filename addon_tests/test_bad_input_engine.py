@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # imported here, not inside a test: torch binds its log handlers to the stderr of the moment
 from bad_input_helpers import (
     BUNDLED,
     RATE,
@@ -297,15 +298,20 @@ def test_loading_can_be_cancelled(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- checkpoints and export folders
 
 def _export_cli(args: list[str], capsys) -> tuple[int, str]:
+    import logging
+
     from model_export.__main__ import main
 
-    code = main(["export", *args])
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        code = main(["export", *args])
+    finally:  # the CLI configures logging onto pytest's captured stream: undo it
+        root.handlers[:] = handlers
     return code, capsys.readouterr().err.strip()
 
 
 def test_checkpoint_that_would_run_code_is_refused_in_one_line(tmp_path: Path, capsys) -> None:
-    import torch
-
     class Payload:
         def __reduce__(self):
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
@@ -361,8 +367,6 @@ def test_export_never_deletes_what_is_not_a_bundle(kind: str, tmp_path: Path, ca
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    import torch
-
     from model_export.config import preset
     from model_export.model import Timar
     from model_export.speech import build_speech_features
@@ -373,8 +377,6 @@ def tiny_model():
 
 
 def test_failed_export_keeps_the_previous_bundle(tmp_path: Path, tiny_model) -> None:
-    import torch
-
     from model_export.export import export_bundle
 
     out = copy_bundle(tmp_path / "bundle")
