@@ -33,7 +33,7 @@ from timar_blender.engine.onnx_backend import OnnxBackend
 from timar_blender.engine.sampler import SamplingOptions
 
 from . import metrics
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .corpus.calibrate import DEMO_DIR, frame_db, talking_mask
 from .corpus.dialogue import energy_segments
 from .corpus.teacher import load_calibration, teach
@@ -603,4 +603,8 @@ def render(args, manifest: dict, calib: dict, folds: dict, beh: dict, real_liste
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CheckpointError as exc:  # one line naming the file, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

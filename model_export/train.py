@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_file, save_checkpoint
 from .config import MOTION_STD_FLOOR, PRESET_NAMES, TimarConfig, preset
 from .data import WindowDataset, load_conversation, scan_folder
 from .model import Timar
@@ -407,4 +407,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CheckpointError as exc:  # one line naming the file, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
