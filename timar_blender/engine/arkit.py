@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .settings import OPTIONS
+
 # Apple's ARKit order (ARFaceAnchor.BlendShapeLocation); Live Link Face's CSV columns differ by two swaps
 # (JawRight before JawLeft, MouthRight before MouthLeft): engine/exports.py
 ARKIT_NAMES: tuple[str, ...] = (
@@ -76,7 +78,7 @@ def _fail(path: object, problem: str) -> ValueError:
 # what a retarget map may hold: a rest pose in FLAME units and radians, and weights/biases that map it
 # to [0, 1] (the default map's largest are 2.7 / 8.1 / 0.24); beyond, a file is broken, not unusual
 MAP_LIMITS = {"rest": 10.0, "weights": 1000.0, "bias": 1000.0}
-GAIN_LIMIT = 100.0  # a preset's gain (as the channel map's)
+GAIN_LIMIT = float(OPTIONS["channel_gain"].max)  # a preset's gain: the channel map's range
 CLAMP_LIMIT = 10.0  # a preset's clamp: Blender's shape-key range
 
 
