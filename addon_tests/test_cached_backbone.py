@@ -76,7 +76,9 @@ def test_manifest_says_cached_and_normalised(v2_bundle: Path) -> None:
 
 @pytest.mark.parametrize(
     "opts",
-    [dict(), dict(cfg=1.5), dict(mask_history_agent=False), dict(num_iter=3, context_turns=4)],
+    [pytest.param(dict(), marks=pytest.mark.slow),  # 30-37 s on 2 loaded cores, as is cfg
+     pytest.param(dict(cfg=1.5), marks=pytest.mark.slow),
+     dict(mask_history_agent=False), dict(num_iter=3, context_turns=4)],
     ids=["default", "cfg", "agent-visible", "num_iter-n4"],
 )
 def test_engine_equals_the_whole_dialogue_computation(v2, v2_bundle, dialogue40, opts) -> None:

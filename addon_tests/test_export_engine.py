@@ -80,6 +80,7 @@ def test_engine_equals_pytorch_over_a_dialogue_with_history(tiny_model, bundle_d
     assert engine.agent_speaking[150:240].mean() > 0.8 and engine.agent_speaking[10:100].mean() < 0.2
 
 
+@pytest.mark.slow  # 33-35 s on 2 loaded cores
 def test_official_checkpoint_through_the_official_path(official_tiny: Path, tmp_path: Path, dialogue10) -> None:
     ck = load_checkpoint(official_tiny / "official_tiny.pth")
     feats = build_speech_features(ck.config, official_tiny / "wav2vec2_tiny")
@@ -236,6 +237,7 @@ def test_official_large_layout_exports_and_runs_a_turn(tmp_path: Path) -> None:
     assert out.motion.shape == (25, 56) and np.isfinite(out.motion).all()
 
 
+@pytest.mark.slow  # 33-35 s on 2 loaded cores
 def test_fp16_bundle_runs_with_its_error_measured(tiny_model, bundle_dir, tmp_path: Path, dialogue10) -> None:
     model, feats = tiny_model
     man = export_bundle(model, feats, tmp_path / "half", source={}, license_text="test", fp16=True)
