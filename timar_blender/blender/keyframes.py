@@ -16,10 +16,10 @@ import numpy as np
 
 from ..engine.curves import resample, rotvec_to_euler_xyz, rotvec_to_quaternion
 from ..engine.rigmap import ChannelMap
+from ..engine.settings import MAX_FRAME  # Blender's MAXFRAME (and -MAXFRAME for keys)
 
 SLOTTED = bpy.app.version >= (4, 4, 0)
 LINEAR = 1  # index of 'LINEAR' in the keyframe interpolation enum
-MAX_FRAME = 1_048_574  # Blender's MAXFRAME (and -MAXFRAME for keys); whole frames are exact in float32 there
 SHAPE_KEY_LIMIT = 10.0  # Blender clamps shape-key values to slider ranges within -10..10
 MAX_ROTATION = 2 * np.pi  # radians a head or jaw bone may turn; more is a broken map or option, not motion
 
