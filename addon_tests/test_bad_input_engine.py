@@ -325,6 +325,31 @@ def test_checkpoint_that_would_run_code_is_refused_in_one_line(tmp_path: Path, c
     assert tree_state(tmp_path) == before
 
 
+@pytest.mark.parametrize("tool", ["evaluate", "train", "model_card"])
+def test_every_cli_refuses_such_a_checkpoint_in_one_line(tool: str, tmp_path: Path) -> None:
+    """The training, evaluation and model-card commands read checkpoints too: the same one line."""
+    import subprocess
+    import sys
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    torch.save({"model": Payload(), "model_ema": Payload()}, tmp_path / "evil.pth")
+    args = {
+        "evaluate": ["--checkpoint", "evil.pth", "--data", str(tmp_path)],
+        "train": ["--init", "evil.pth", "--data", str(tmp_path), "--out", "run"],
+        "model_card": ["--bundle", str(BUNDLED), "--fold", "x=evil.pth=a=b", "--long", ".", "--out", "card.md"],
+    }[tool]
+    before = tree_state(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", f"model_export.{tool}", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(BUNDLED.parents[1])})
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line(proc.stderr.strip().splitlines()[-1], "evil.pth", "never loaded")
+    assert "Traceback" not in proc.stderr and "weights_only" not in proc.stderr
+    assert not (tmp_path / "pwned").exists() and tree_state(tmp_path) == before
+
+
 @pytest.mark.parametrize(("kind", "content", "message"), [
     ("not_a_checkpoint", b"PK\x03\x04 not really a zip", "not a loadable checkpoint"),
     ("missing", None, "checkpoint not found"),
