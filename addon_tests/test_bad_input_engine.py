@@ -190,6 +190,33 @@ def _tokens(values) -> Callable[[Path], None]:
     return damage
 
 
+def _tokens_file(write_it: Callable[[Path], None]) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        import hashlib
+
+        write_it(folder / "tokens.npz")
+        digest = hashlib.sha256((folder / "tokens.npz").read_bytes()).hexdigest()
+        edit_manifest(folder, lambda m: m["files"]["constants"].__setitem__("sha256", {"tokens.npz": digest}))
+
+    return damage
+
+
+def _bomb(path: Path) -> None:
+    """A 1-kB .npz whose fake_latent header declares 10^9 floats (4 GB once loaded)."""
+    import io
+    import zipfile
+
+    with np.load(BUNDLED / "tokens.npz") as z:
+        seps = z["separators"]
+    with zipfile.ZipFile(path, "w") as zf:
+        buf = io.BytesIO()
+        np.save(buf, seps)
+        zf.writestr("separators.npy", buf.getvalue())
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**9,)})
+        zf.writestr("fake_latent.npy", buf.getvalue() + bytes(64))
+
+
 def _nan_tokens():
     with np.load(BUNDLED / "tokens.npz") as z:
         seps = z["separators"].copy()
@@ -252,7 +279,9 @@ BUNDLE_REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
     "graph_truncated": (lambda f: (f / "backbone.onnx").write_bytes((f / "backbone.onnx").read_bytes()[:999]),
                         r"backbone\.onnx: contents do not match the manifest's SHA-256"),
     "tokens_hold_nan": (_tokens(_nan_tokens), r"tokens\.npz: holds non-finite values"),
-    "tokens_are_pickles": (_tokens(_object_tokens), r"tokens\.npz: cannot read separators/fake_latent"),
+    "tokens_are_pickles": (_tokens(_object_tokens), r"tokens\.npz: shapes disagree with the manifest: 'separators'"),
+    "tokens_decompression_bomb": (_tokens_file(_bomb), r"tokens\.npz: shapes disagree .* \(1000000000,\)"),
+    "tokens_not_a_zip": (_tokens_file(lambda p: p.write_bytes(b"not a zip")), r"tokens\.npz: cannot read"),
 }
 
 

@@ -22,6 +22,7 @@ from .bundle_checks import (
     check_coefficients,
     check_fps,
     check_no_escaping_links,
+    check_npz_shapes,
     check_number,
     confined,
     file_entry,
@@ -196,6 +197,7 @@ def _load_bundle(folder: Path, verify_hashes: bool) -> Bundle:
                     raise BundleError(f"{p}: contents do not match the manifest's SHA-256 (truncated or replaced?)")
 
     cpath = folder / files["constants"]["path"]
+    check_npz_shapes(cpath, {"separators": (len(SEPARATORS), info.token_dim), "fake_latent": (info.token_dim,)})
     try:
         with np.load(cpath, allow_pickle=False) as z:
             seps, fake = np.asarray(z["separators"], np.float32), np.asarray(z["fake_latent"], np.float32)

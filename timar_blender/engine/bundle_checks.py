@@ -159,3 +159,27 @@ def check_graph_io(name: str, path: Path, session, entry: dict, dims: dict[str, 
                 raise BundleCheckError(
                     f"{path}: {label} '{key}' has shape {actual[key]}, but {where} [model] implies {shown}"
                 )
+
+
+def check_npz_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The arrays of an .npz have the expected shapes and a float dtype, read from their headers
+    before any data is decompressed (a few-kB file could otherwise expand to gigabytes)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name, shape in shapes.items():
+                with zf.open(f"{name}.npy") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    got, _, dtype = read(fh)
+                if tuple(got) != shape or dtype.kind != "f":
+                    raise BundleCheckError(f"{path}: shapes disagree with the manifest: '{name}' is {dtype} "
+                                           f"{tuple(got)}, expected float {shape}")
+    except BundleCheckError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise BundleCheckError(f"{path}: cannot read separators/fake_latent ({exc})") from None
