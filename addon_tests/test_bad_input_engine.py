@@ -74,6 +74,8 @@ AUDIO_REFUSED: dict[str, tuple[Callable[[Path], Path], dict, str]] = {
     "header_rate_3999hz": (lambda p: write(p, pcm16_wav(3999, speech(1.0))), {}, "sample rate 3999 Hz is outside"),
     "header_rate_500khz": (lambda p: write(p, pcm16_wav(500_000, speech(1.0))), {}, "sample rate 500000 Hz"),
     "flac_declares_5_hours": (lambda p: flac_declaring(p, 5 * 3600), {}, r"5\.0 hours of audio; at most 4 hours"),
+    "flac_declares_3_hours_at_384khz": (lambda p: flac_declaring(p, 3 * 3600, 384_000), {},
+                                        "more than 1073741824 samples to decode"),
     "float_wav_nan": (_float_wav_with(np.nan), {}, "NaN or infinite samples"),
     "float_wav_inf": (_float_wav_with(np.inf), {}, "NaN or infinite samples"),
     "wav_without_samples": (_wav_zero_samples, {}, "cannot read audio|holds no samples"),

@@ -16,6 +16,7 @@ TARGET_RATE = 16_000
 RATE_RANGE = (4_000, 384_000)
 MAX_SECONDS = 4 * 3600.0
 MAX_CHANNELS = 64
+MAX_DECODED = 1 << 30  # samples over all channels decoded at once (4 GiB as float32)
 
 
 class AudioError(ValueError):
@@ -94,6 +95,11 @@ def check_header(path: object, rate: int, frames: int, channels: int) -> None:
     if frames > MAX_SECONDS * rate:
         raise AudioError(
             f"{path}: {frames / rate / 3600:.1f} hours of audio; at most {MAX_SECONDS / 3600:g} hours are read"
+        )
+    if frames * channels > MAX_DECODED:
+        raise AudioError(
+            f"{path}: {frames / rate / 3600:.1f} hours of {channels}-channel audio at {rate} Hz is more than "
+            f"{MAX_DECODED} samples to decode; mix it down to the voices needed or lower its rate first"
         )
 
 
