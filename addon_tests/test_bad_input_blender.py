@@ -406,3 +406,32 @@ def test_summary_that_cannot_be_written_is_one_line(inputs: Path, tmp_path: Path
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1
     assert_one_line(lines[0], str(summary), "cannot write the summary")
+
+
+# ----------------------------------------------------------------------------- the panel's own settings
+
+@pytest.mark.parametrize(("prop", "value"), [("temperature", math.inf), ("strength_jaw", math.nan),
+                                             ("smoothing", math.nan)])
+def test_non_finite_panel_setting_is_refused_by_generate(prop: str, value: float, inputs: Path) -> None:
+    """Blender stores NaN and inf in a float property despite its limits (a script can set them):
+    Generate refuses them, naming the setting, and writes nothing."""
+    bpy.ops.wm.open_mainfile(filepath=str(inputs / "flame.blend"))
+    s = bpy.context.scene.timar
+    s.agent_audio, s.user_audio = str(inputs / "agent.wav"), str(inputs / "user.wav")
+    setattr(s, prop, value)
+    assert not math.isfinite(getattr(s, prop))
+    before, files = scene_state(), tree_state(inputs)
+    with pytest.raises(RuntimeError, match=rf"{prop}: must be a finite number"):
+        bpy.ops.timar.generate()  # in background mode the operator runs synchronously and reports the error
+    assert scene_state() == before and tree_state(inputs) == files
+
+
+def test_non_finite_scene_setting_is_refused_headless(inputs: Path, tmp_path: Path, capsys) -> None:
+    """A saved scene whose TIMAR setting is NaN: the headless run names the scene and the setting."""
+    bpy.ops.wm.open_mainfile(filepath=str(inputs / "flame.blend"))
+    bpy.context.scene.timar.strength_head = math.nan
+    blend = tmp_path / "nan.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    line = refused(tmp_path, "nan.blend", [*audio(inputs), "--character", FLAME_HEAD, "--out", tmp_path / "t.blend"],
+                   capsys, 1, "TIMAR settings", "strength_head", message="must be a finite number")
+    assert "scene 'Scene'" in line
