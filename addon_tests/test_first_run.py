@@ -17,6 +17,7 @@ import pytest
 from blender_helpers import ROOT, import_bpy, write_wavs
 
 bpy = import_bpy()
+pytestmark = pytest.mark.usefixtures("blender_addon")  # registered once here (the preview needs it), then removed
 
 DEMO_OBJECTS = {"TIMAR Demo Head", "TIMAR Demo Head Rig", "TIMAR Demo Head Eye.L", "TIMAR Demo Head Eye.R",
                 "TIMAR Camera", "TIMAR Key Light"}
