@@ -67,6 +67,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
     return fargs, hargs
 
 
+class ClusterError(RuntimeError):
+    """No Ray, or no cluster: nothing ran."""
+
+
 class Farm:
     """One run: the plan, the manifest, the counts."""
 
@@ -133,20 +137,23 @@ class Farm:
                 "outputs": d.outputs, "out_dir": str(self.out_dir), "threads": self.threads}
 
     def run(self) -> None:
+        """Run the dialogues to do; ClusterError if Ray is missing or the cluster cannot be joined."""
         try:
             import ray
         except ImportError:
-            for d in self.todo:
-                self.record(d, {"ok": False, "error": RAY_MISSING})
-            return
+            raise ClusterError(RAY_MISSING) from None
         from .worker import run_dialogue
 
-        if self.fargs.address:
-            ray.init(address=self.fargs.address, log_to_driver=self.fargs.verbose, logging_level=logging.WARNING)
-        else:
-            workers = self.fargs.workers or max(1, (os.cpu_count() or 1) // self.threads)
-            ray.init(num_cpus=workers * self.threads, include_dashboard=False, log_to_driver=self.fargs.verbose,
-                     logging_level=logging.WARNING)
+        try:
+            if self.fargs.address:
+                ray.init(address=self.fargs.address, log_to_driver=self.fargs.verbose, logging_level=logging.WARNING)
+            else:
+                workers = self.fargs.workers or max(1, (os.cpu_count() or 1) // self.threads)
+                ray.init(num_cpus=workers * self.threads, include_dashboard=False, log_to_driver=self.fargs.verbose,
+                         logging_level=logging.WARNING)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, ...
+            where = f"the Ray cluster at {self.fargs.address}" if self.fargs.address else "a local Ray cluster"
+            raise ClusterError(f"cannot start or join {where}: {exc}") from None
         try:
             cpus = ray.cluster_resources().get("CPU", 1.0)
             self.workers = self.fargs.workers or max(1, int(cpus // self.threads))
@@ -265,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     if earlier:
         farm.progress.note(f"farm: {len(earlier)} dialogue(s) of an earlier run had not finished; they run again")
     if farm.todo:
-        farm.run()
+        try:
+            farm.run()
+        except ClusterError as exc:
+            farm.progress.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     lost, _ = staging.sweep(folders, out_dir)
     if not farm.interrupted:
         farm.lost = lost
