@@ -170,13 +170,27 @@ def _seg_as(s, speaker: int):
         return (speaker, *tuple(s)[1:])
 
 
-def default_cases(shared: Path = SHARED, dialogues: Sequence[int] = (0, 1), seconds: float = 30.0) -> list[Case]:
-    """Every held-out case; raises FileNotFoundError naming what is missing."""
-    if not (shared / "dualtalk_demo").is_dir():
-        raise FileNotFoundError(f"{shared / 'dualtalk_demo'}: the DualTalk fixtures are missing")
-    cases = dualtalk_cases(shared / "dualtalk_demo")
-    cases += librispeech_cases(dialogues, seconds)
-    cases += [one_sided_case("talking", 0, seconds), one_sided_case("listening", 0, seconds)]
+CASE_GROUPS = ("dualtalk", "librispeech", "pure")
+
+
+def default_cases(
+    shared: Path = SHARED,
+    dialogues: Sequence[int] = (0, 1),
+    seconds: float = 30.0,
+    groups: Sequence[str] = CASE_GROUPS,
+) -> list[Case]:
+    """The held-out cases of ``groups``; raises FileNotFoundError naming what is missing."""
+    need = [shared / "dualtalk_demo"] if "dualtalk" in groups else []
+    if "librispeech" in groups or "pure" in groups:
+        need.append(shared / "librispeech" / "test-other")
+    for path in need:
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: fixtures missing (the benchmark needs ../shared/fixtures)")
+    cases = dualtalk_cases(shared / "dualtalk_demo") if "dualtalk" in groups else []
+    if "librispeech" in groups:
+        cases += librispeech_cases(dialogues, seconds)
+    if "pure" in groups:
+        cases += [one_sided_case("talking", 0, seconds), one_sided_case("listening", 0, seconds)]
     return cases
 
 
@@ -543,6 +557,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sources", nargs="+", choices=SOURCES, default=["bundle", "energy", "real"],
                    help="what to score (teacher: model_export.corpus.teacher on clean speech and true timing)")
     p.add_argument("--shared", type=Path, default=SHARED, help="the shared fixtures folder")
+    p.add_argument("--cases", nargs="+", choices=CASE_GROUPS, default=list(CASE_GROUPS),
+                   help="which held-out cases (default: all)")
     p.add_argument("--dialogues", type=int, nargs="+", default=[0, 1], help="held-out LibriSpeech dialogue seeds")
     p.add_argument("--seconds", type=float, default=30.0, help="length of the assembled dialogues")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = its default, as Generate)")
@@ -557,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.bundle}: not a model bundle (no manifest.json)", file=sys.stderr)
         return 2
     try:
-        cases = default_cases(args.shared, args.dialogues, args.seconds)
+        cases = default_cases(args.shared, args.dialogues, args.seconds, args.cases)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ HEAD = slice(53, 56)  # neck pitch, yaw, roll (rad)
 DEG = 180.0 / math.pi
 MIN_FRAMES_S = 2.0  # seconds of talk / silence / listening a measure needs
 MIN_NOD_SILENCE_S = 20.0
+START_OVER_FLOOR_DB, START_UNDER_LOUD_DB, HYSTERESIS_DB, WIDEN_S = 13.0, 35.0, 6.0, 0.2  # the energy mask
 XKH_JAW_RANGE = (-0.026, 0.098)  # real xkH jaw opening range (rad) the energy baseline maps onto
 KEYS = (
     "silent_open",
@@ -114,14 +115,14 @@ def energy_mask(db: np.ndarray, fps: int = FPS) -> np.ndarray:
     if len(db) == 0:
         return np.zeros(0, bool)
     floor, loud = np.percentile(db, 10), np.percentile(db, 99)
-    start = max(floor + 13.0, loud - 35.0)
-    stop = start - 6.0
+    start = max(floor + START_OVER_FLOOR_DB, loud - START_UNDER_LOUD_DB)
+    stop = start - HYSTERESIS_DB
     on = np.zeros(len(db), bool)
     active = False
     for i, v in enumerate(db):
         active = v > start or (active and v > stop)
         on[i] = active
-    widen = round(0.2 * fps)
+    widen = round(WIDEN_S * fps)
     return binary_dilation(on, iterations=widen) if on.any() and widen > 0 else on
 
 
