@@ -32,7 +32,7 @@ from timar_blender.blender.export import take_motion  # noqa: E402
 from timar_blender.blender.props import settings_of  # noqa: E402
 from timar_blender.engine import exports, job  # noqa: E402
 from timar_blender.engine.arkit import ARKIT_NAMES, default_retarget_map, looks_like_arkit  # noqa: E402
-from timar_blender.engine.bundle import CHANNEL_NAMES  # noqa: E402
+from timar_blender.engine.contract import CHANNEL_NAMES  # noqa: E402
 from timar_blender.engine.dialogue import DialogueMotion  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("blender_addon")

@@ -239,7 +239,7 @@ def test_user_motion_is_read_back_from_another_animated_head(scene_with_rig) -> 
     assert bpy.ops.timar.generate() == {"FINISHED"}
     partner = s.character
     written = read_keys(partner.data.shape_keys, 'key_blocks["Exp001"].value')[:, 1]
-    motion = read_user_motion(partner, scene, 1, len(written))
+    motion = read_user_motion(partner, scene, 1, len(written), 25.0)
     np.testing.assert_allclose(motion[:, 0], written, atol=1e-6)
     assert np.abs(motion[:, 53:56]).max() > 0  # the neck rotation came back through the bone's quaternion
     bpy.ops.timar.create_test_rig()  # a second character listens to the first

@@ -18,7 +18,8 @@ from model_export.model import Timar
 from model_export.speech import build_speech_features
 from model_export.torch_backend import TorchBackend
 from timar_blender.engine.audio import AudioError
-from timar_blender.engine.bundle import CHANNEL_NAMES, BundleError, load_bundle
+from timar_blender.engine.bundle import BundleError, load_bundle
+from timar_blender.engine.contract import CHANNEL_NAMES
 from timar_blender.engine.dialogue import DialogueStream, generate_dialogue
 from timar_blender.engine.onnx_backend import OnnxBackend
 from timar_blender.engine.sampler import SamplingOptions

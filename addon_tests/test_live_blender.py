@@ -161,4 +161,37 @@ def test_arkit_demo_head_listens_live_and_keeps_the_take(user, tmp_path) -> None
     expected = generate_dialogue(job.backend_for(""), captured, np.zeros_like(captured), None,
                                  SamplingOptions(seed=4, context_turns=3), normalization="running").motion
     np.testing.assert_array_equal(motion, expected)
-    assert run.plan is not None and run.cmap.bones() == {"head": [len(run.cmap.targets) - 3 + i for i in range(3)]}
+    assert run.pipeline.arkit is not None
+    assert run.cmap.bones() == {"head": [len(run.cmap.targets) - 3 + i for i in range(3)]}
+
+
+@pytest.mark.parametrize(
+    ("add", "smoothing"), [("create_test_rig", 0.0), ("add_demo_head", 0.0), ("add_demo_head", 2.0)]
+)
+def test_live_display_shows_the_take_that_stop_writes(user, tmp_path, add, smoothing) -> None:
+    """The rows live mode shows (strength, smoothing, ARKit retarget and blinks: the engine's take
+    pipeline on the frames so far) equal the keys Stop writes, read back from the scene at 25 fps;
+    with smoothing, all but each turn's last radius frames (their window reaches into the future)."""
+    sc = new_scene(add, seed=6, context_turns=2, add_sound=False, strength_jaw=1.5, smoothing=smoothing)
+    sc.render.fps, sc.render.fps_base = 25, 1.0  # keys at the model's frames: no resampling in between
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "live.blend"))
+    key = sc.timar.character.data.shape_keys
+    sc.timar_live.max_seconds = 2.5
+    run = live.start(bpy.context, WaveSource(user, RATE, realtime=False))
+    tick_until(lambda: False)
+    assert "take written" in sc.timar_live.last_report, sc.timar_live.last_report
+    start = sc.timar.start_frame
+    columns = [(c, t) for c, t in sorted(run.cmap.targets.items()) if t.kind == "SHAPE_KEY"]
+    keys = np.stack([read_keys(key, f'key_blocks["{t.name}"].value')[:, 1] for _, t in columns], axis=1)
+    radius = run.pipeline.smoothing_radius
+    assert (radius > 0) == (smoothing > 0)
+    compared = 0
+    for k in range(len(run.session.turns)):
+        rows = live.display_rows(run, k)
+        f0 = sum(len(t.motion) for t in run.session.turns[:k])
+        n = max(0, min(len(rows), len(keys) - f0) - radius)  # the take ends at the audio's end
+        shown = np.stack([rows[:n, c] * t.gain for c, t in columns], axis=1)
+        np.testing.assert_allclose(shown, keys[f0 : f0 + n], atol=1e-6, err_msg=f"turn {k}")
+        compared += n
+    assert compared >= len(keys) - radius * len(run.session.turns) and compared > 40
+    assert read_keys(key, f'key_blocks["{columns[0][1].name}"].value')[0, 0] == start

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from timar_blender.engine import settings as S
-from timar_blender.engine.sampler import ModelInfo
+from timar_blender.engine.contract import ModelInfo
 
 BUNDLED = Path(__file__).resolve().parent.parent / "timar_blender" / "model"
 
@@ -155,3 +155,15 @@ def test_the_bundle_carries_its_recommendations_and_refuses_bad_ones(tmp_path):
         with pytest.raises(BundleError) as err:
             load_bundle(folder)
         assert str(err.value).startswith(str(folder / "manifest.json")) and words in str(err.value), str(err.value)
+
+
+def test_the_engine_declares_its_public_api():
+    import timar_blender.engine as engine
+
+    assert {"Settings", "TakePipeline", "ModelInfo", "CHANNEL_NAMES", "load_bundle", "generate_dialogue"} <= set(
+        engine.__all__
+    )
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None, name
+    with pytest.raises(AttributeError):
+        engine.not_a_name  # noqa: B018

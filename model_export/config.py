@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from timar_blender.engine.sampler import ModelInfo
+from timar_blender.engine.contract import ModelInfo
 
 POSITION_SCHEMES = ("window", "turn_relative")
 # smallest per-channel std used for normalisation: a (nearly) constant channel is not blown up

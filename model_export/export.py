@@ -31,7 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from timar_blender.engine.bundle import CHANNEL_NAMES, FORMAT, GRAPHS, VERSION, sha256_of
+from timar_blender.engine.bundle import FORMAT, GRAPHS, VERSION, sha256_of
+from timar_blender.engine.contract import CHANNEL_NAMES
 from timar_blender.engine.layout import SEPARATORS
 from timar_blender.engine.schedule import DiffusionCoefficients
 

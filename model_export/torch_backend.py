@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from timar_blender.engine.contract import ModelInfo
 from timar_blender.engine.dialogue import DialogueMotion, generate_dialogue
-from timar_blender.engine.sampler import ModelInfo, SamplingOptions
+from timar_blender.engine.sampler import SamplingOptions
 
 from .model import Timar
 

@@ -1,32 +1,30 @@
-"""Driving ARKit-52 rigs: which rig type a character is, and turning a take's FLAME-56 motion into
-shape-key columns plus the head bone's rotation, as a ``ChannelMap`` the existing keyframe writer
-takes (so ARKit takes get the same stash / rollback / slotted-action behaviour as FLAME ones)."""
+"""Driving ARKit-52 rigs, the Blender side: which rig type a character is, its head bone, and the
+checked plan (retarget map, mapping preset, armature) whose ``ArkitTarget`` the engine's take
+pipeline (``engine/take.py``) turns FLAME-56 motion into shape-key columns and the head bone's
+rotation for the existing keyframe writer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import bpy
-import numpy as np
 
 from ..engine.arkit import (
     ARKIT_NAMES,
     MappingPreset,
-    RetargetMap,
-    blink_track,
     default_retarget_map,
     load_preset,
     load_retarget_map,
     looks_like_arkit,
     preset_for,
 )
-from ..engine.rigmap import ChannelMap, Target, expression_keys, normalize
+from ..engine.rigmap import expression_keys, normalize
 from ..engine.settings import Settings
+from ..engine.take import ArkitTarget
 from .props import abspath
 from .rig import RigError, check_editable, editable_armature, shape_key_names
 
 HEAD_BONE_NAMES = ("head", "neck")  # the head turns the whole head; the neck where a rig has no head bone
-BLINKS = ("eyeBlinkLeft", "eyeBlinkRight")
 
 
 def rig_kind(obj: bpy.types.Object, choice: str = "AUTO") -> str:
@@ -56,53 +54,22 @@ def describe_unmatched(unmatched: list[str]) -> str:
     return f"{len(unmatched)} ARKit channels match nothing on this character: {shown}"
 
 
-def arkit_weights(retarget: RetargetMap, motion: np.ndarray, fps: float, seed: int, blinks: bool) -> np.ndarray:
-    """(T, 52) ARKit weights of a FLAME take, with natural blinks (seeded per take) when asked for."""
-    w = retarget.apply(motion)
-    if blinks:
-        blink = blink_track(len(w), fps, seed)
-        for name in BLINKS:
-            i = ARKIT_NAMES.index(name)
-            w[:, i] = np.maximum(w[:, i], blink)
-    return w
-
-
 @dataclass
 class ArkitPlan:
-    """Everything needed to write ARKit takes onto one character, checked before any scene change."""
+    """An ARKit character checked for writing: the engine's ``ArkitTarget`` (what the take pipeline
+    needs) plus the armature, what matched nothing and where the map and preset came from."""
 
-    retarget: RetargetMap
-    preset: MappingPreset
+    target: ArkitTarget
     unmatched: list[str]  # ARKit channels driving nothing here
     armature: bpy.types.Object | None
-    head_bone: str | None
-    blinks: bool = True
     retarget_path: str = ""
     preset_path: str = ""
 
     def describe(self) -> str:
         text = describe_unmatched(self.unmatched)
-        if self.head_bone is None:
+        if self.target.head_bone is None:
             text += "; no head or neck bone, so the head does not turn"
         return text
-
-    def weights(self, motion: np.ndarray, fps: float, seed: int) -> np.ndarray:
-        return arkit_weights(self.retarget, motion, fps, seed, self.blinks)
-
-    def channels(self, motion: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, ChannelMap]:
-        """Columns to key (one per driven shape key, then the head bone's rotation vector) and their map."""
-        per_key = self.preset.apply(self.weights(motion, fps, seed))
-        cols, cmap = [], ChannelMap()
-        for name in sorted(per_key):
-            cmap.targets[len(cols)] = Target("SHAPE_KEY", name)
-            cols.append(per_key[name])
-        if self.head_bone is not None:
-            rot = self.retarget.head(motion)
-            for c in range(3):
-                cmap.targets[len(cols)] = Target("BONE", self.head_bone)
-                cols.append(rot[:, c])
-        values = np.stack(cols, axis=1).astype(np.float32) if cols else np.zeros((len(motion), 0), np.float32)
-        return values, cmap
 
 
 def current_preset(obj: bpy.types.Object, s) -> tuple[MappingPreset, list[str]]:
@@ -134,4 +101,5 @@ def plan_for(obj: bpy.types.Object | None, s: Settings) -> ArkitPlan:
     if not preset.channels:
         raise RigError(f"'{obj.name}' has no ARKit-named shape keys (jawOpen, ...); load a mapping preset")
     arm = editable_armature(obj)
-    return ArkitPlan(retarget, preset, unmatched, arm, head_bone(arm), s.blinks, map_path, abspath(s.mapping_preset))
+    target = ArkitTarget(retarget, preset, head_bone(arm), s.blinks)
+    return ArkitPlan(target, unmatched, arm, map_path, abspath(s.mapping_preset))

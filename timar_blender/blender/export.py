@@ -3,7 +3,8 @@ included), Live Link Face CSV and raw FLAME-56 NPZ/JSON (engine/exports.py).
 
 The CSV and FLAME files need the take's FLAME motion, which the keys cannot give back (ARKit keys
 are retargeted and clamped, FLAME keys resampled to the scene's rate and scaled by gains). So each
-take stores its motion, at the model's 25 fps after strength and smoothing, inside the .blend as
+take stores its motion, at the model's frame rate after strength and smoothing (the take pipeline's
+``Take.motion``, engine/take.py), inside the .blend as
 ID properties of the actions it created: it travels with the file, every take keeps its own (the
 assigned action picks the take), it survives undo, save and reload, and there is no side file to
 lose or to go stale. 10 minutes of motion is about 3 MB (float32, zlib).
@@ -20,10 +21,11 @@ import numpy as np
 
 from ..engine import exports
 from ..engine.arkit import default_retarget_map, load_retarget_map
-from .arkit_rig import arkit_weights
+from ..engine.contract import NECK
+from ..engine.take import arkit_weights
 from .rig import armature_of
 
-MOTION_KEY = "timar_motion"  # zlib-compressed little-endian float32 (T, 56)
+MOTION_KEY = "timar_motion"  # zlib-compressed little-endian float32 (T, MOTION_DIM)
 META_KEY = "timar_take"  # JSON: shape, fps, seed, rig, blinks, retarget_map
 
 
@@ -72,7 +74,7 @@ def arkit_of_take(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray, float]
         raise ExportError(f"{path}: the take's retarget map is gone; restore it or generate again")
     retarget = load_retarget_map(path) if path else default_retarget_map()
     weights = arkit_weights(retarget, motion, fps, int(meta.get("seed", 0)), bool(meta.get("blinks", False)))
-    head = exports.head_ypr(motion, retarget.rest[53:56])
+    head = exports.head_ypr(motion, retarget.rest[NECK])
     return weights, head, fps
 
 

@@ -12,18 +12,17 @@ from dataclasses import replace
 import bpy
 import numpy as np
 
-from ..engine.bundle import CHANNEL_NAMES
-from ..engine.curves import apply_strengths, smooth
+from ..engine.bundle import load_bundle
+from ..engine.contract import CHANNEL_NAMES
 from ..engine.job import Request, Result
 from ..engine.rigmap import describe_unmatched
 from ..engine.settings import Settings
+from ..engine.take import TakePipeline
 from . import keyframes
 from .arkit_rig import plan_for, rig_kind
 from .export import store_take
-from .props import abspath
+from .props import abspath, model_folder
 from .rig import channel_map, check_character
-
-MODEL_FPS = 25.0
 
 
 class InputError(ValueError):
@@ -52,15 +51,17 @@ def _fcurve(idblock, data_path: str, index: int):
     return ad.action.fcurves.find(data_path, index=index)
 
 
-def read_user_motion(obj: bpy.types.Object, scene: bpy.types.Scene, start_frame: int, frames: int) -> np.ndarray:
+def read_user_motion(
+    obj: bpy.types.Object, scene: bpy.types.Scene, start_frame: int, frames: int, fps: float
+) -> np.ndarray:
     """The other person's FLAME-56 motion read back from their animated head (shape keys and
-    quaternion bones through their channel map), sampled at the model's 25 fps."""
+    quaternion bones through their channel map), sampled at the model's ``fps``."""
     from mathutils import Quaternion
 
     from .rig import armature_of
 
     cmap = channel_map(obj)
-    times = start_frame + np.arange(frames) * keyframes.scene_fps(scene) / MODEL_FPS
+    times = start_frame + np.arange(frames) * keyframes.scene_fps(scene) / fps
     motion = np.zeros((frames, len(CHANNEL_NAMES)), np.float32)
     key = obj.data.shape_keys
     for ch, t in cmap.targets.items():
@@ -123,9 +124,9 @@ def build_request(scene: bpy.types.Scene, settings: Settings) -> tuple[Request, 
         import soundfile
 
         seconds = max(soundfile.info(agent).duration, soundfile.info(user).duration)
+        fps = load_bundle(model_folder(s.model_path), verify_hashes=False).info.fps  # the manifest's, ~10 ms
         req = replace(
-            req,
-            user_motion=read_user_motion(other, scene, s.start_frame, int(np.ceil(seconds * MODEL_FPS))),
+            req, user_motion=read_user_motion(other, scene, s.start_frame, int(np.ceil(seconds * fps)), fps)
         )
     return req, info
 
@@ -146,26 +147,31 @@ def _add_sound(scene: bpy.types.Scene, path: str, start: int) -> None:
     strips.new_sound(os.path.basename(path), path, channel, start)
 
 
+def take_pipeline(settings: Settings, info: dict) -> TakePipeline:
+    """The engine's post-processing for this character (FLAME channel map or ARKit plan)."""
+    plan = info.get("plan")
+    return TakePipeline.from_settings(settings, plan.target if plan is not None else None)
+
+
 def write_result(context: bpy.types.Context, settings: Settings, req: Request, info: dict, result: Result) -> dict:
     """Write every take (each its own actions; the last one assigned), add the audio, summarise
     (``report``: one line for the UI)."""
     scene, s = context.scene, settings
     obj, arm, plan = info["object"], info["armature"], info.get("plan")
+    pipeline = take_pipeline(settings, info)
     done, written_all = [], []
     try:
-        for k, take in enumerate(result.takes):
-            motion = apply_strengths(take.motion, s.strength_expression, s.strength_jaw, s.strength_head)
-            motion = smooth(motion, s.smoothing)
+        for k, dialogue in enumerate(result.takes):
             seed = req.options.seed + k
             name = f"{obj.name} seed {seed}"
-            values, cmap = plan.channels(motion, take.fps, seed) if plan else (motion, info["map"])
-            w = keyframes.write_take(scene, obj, arm, values, take.fps, cmap, s.start_frame, name)
+            take = pipeline.take(dialogue.motion, dialogue.fps, seed, info["map"])
+            w = keyframes.write_take(scene, obj, arm, take.values, dialogue.fps, take.channel_map, s.start_frame, name)
             written_all.append(w)
             for action in w.actions:
                 action.use_fake_user = True  # every take survives saving, not only the assigned one
             meta = {"seed": seed, "rig": info.get("kind", "FLAME"), "blinks": bool(s.blinks),
                     "retarget_map": plan.retarget_path if plan else abspath(s.retarget_map)}
-            store_take(w.actions, motion, take.fps, meta)
+            store_take(w.actions, take.motion, dialogue.fps, meta)
             done.append(
                 {
                     "take": name,

@@ -27,12 +27,11 @@ from bpy.props import FloatProperty, PointerProperty, StringProperty
 
 from ..engine import job
 from ..engine.audio import AudioError, load_audio
-from ..engine.bundle import CHANNEL_NAMES
 from ..engine.capture import CaptureError, SoundDeviceSource, Source, input_devices, refresh_devices
-from ..engine.curves import apply_strengths
 from ..engine.live import LiveSession, LiveTake, latency_stats
 from ..engine.rigmap import ChannelMap
 from ..engine.settings import OPTIONS, Settings
+from ..engine.take import TakePipeline
 from . import generate, keyframes
 from .panel import SubPanel
 from .props import abspath, settings_of
@@ -103,7 +102,7 @@ class LiveRun:
     character: str
     cmap: ChannelMap  # what a displayed row's columns drive (FLAME channels, or the ARKit plan's columns)
     armature: str | None
-    plan: object | None  # the ARKit plan for an ARKit character
+    pipeline: TakePipeline  # the take's post-processing: display and the take written on Stop share it
     agent_path: str
     request: job.Request
     provider: str
@@ -142,8 +141,9 @@ def start(context, source: Source | None = None) -> LiveRun:
         info = generate.character_info(settings)
     except (RigError, OSError, ValueError) as exc:
         raise LiveError(str(exc)) from exc
-    plan, arm = info.get("plan"), info["armature"]
-    cmap = plan.channels(np.zeros((1, len(CHANNEL_NAMES)), np.float32), 25.0, 0)[1] if plan else info["map"]
+    arm = info["armature"]
+    pipeline = generate.take_pipeline(settings, info)
+    cmap = pipeline.channel_map(info["map"])
     agent_path = abspath(live.agent_audio)
     agent = None
     if agent_path:
@@ -168,7 +168,7 @@ def start(context, source: Source | None = None) -> LiveRun:
         character=info["object"].name,
         cmap=cmap,
         armature=arm.name if arm is not None else None,
-        plan=plan,
+        pipeline=pipeline,
         agent_path=agent_path,
         request=request,
         provider=backend.provider,
@@ -206,13 +206,11 @@ def _restore(run: LiveRun) -> None:
             setattr(item.owner, item.prop, item.before)
 
 
-def display_rows(run: LiveRun, turn: int, motion: np.ndarray) -> np.ndarray:
-    """A turn's frames as the values the character shows: strengths, then the ARKit retarget (its
-    blinks drawn per turn for display; the take written on Stop gets the take's own blink track)."""
-    m = apply_strengths(motion, *run.settings.strengths)
-    if run.plan is None:
-        return m
-    return run.plan.channels(m, run.session.fps, run.settings.seed + turn)[0]
+def display_rows(run: LiveRun, turn: int) -> np.ndarray:
+    """A turn's frames as the values the character shows: the take pipeline's rows on the frames so
+    far (equal to the take written on Stop; with smoothing, bar each turn's last radius frames)."""
+    turns = [t.motion for t in run.session.turns[: turn + 1]]
+    return run.pipeline.rows_for_turn(turns, run.session.fps, run.settings.seed)
 
 
 def apply_frame(run: LiveRun, row: np.ndarray) -> None:
@@ -264,7 +262,7 @@ def tick(now: float | None = None) -> bool:
         if shown is not None and shown[:2] != run.last_frame:
             turn, frame = shown[:2]
             if run.rows is None or run.rows[0] != turn:
-                run.rows = (turn, display_rows(run, turn, session.turns[turn].motion))
+                run.rows = (turn, display_rows(run, turn))
             apply_frame(run, run.rows[1][frame])
             run.last_frame = shown[:2]
             session.mark_applied(shown[0], time.perf_counter())

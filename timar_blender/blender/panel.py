@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..engine.bundle import CHANNEL_NAMES
+from ..engine.contract import CHANNEL_NAMES
 from ..engine.rigmap import describe_unmatched
 from ..engine.settings import OPTIONS, RECOMMENDABLE
 from .arkit_rig import current_preset, rig_kind

@@ -19,7 +19,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..engine.bundle import CHANNEL_NAMES
+from ..engine.contract import CHANNEL_NAMES
 from ..engine.settings import (
     OPTIONS,
     RECOMMENDABLE,

@@ -7,7 +7,7 @@ import bmesh
 import bpy
 from mathutils import Vector
 
-from ..engine.bundle import CHANNEL_NAMES
+from ..engine.contract import CHANNEL_NAMES
 from ..engine.rigmap import EXP_CHANNELS, ChannelMap, Target, auto_map
 
 

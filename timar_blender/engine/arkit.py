@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .contract import MOTION_DIM, NECK
 from .settings import OPTIONS
 
 # Apple's ARKit order (ARFaceAnchor.BlendShapeLocation); Live Link Face's CSV columns differ by two swaps
@@ -31,7 +32,6 @@ ARKIT_NAMES: tuple[str, ...] = (
     "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff", "cheekSquintLeft",
     "cheekSquintRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
 )  # fmt: skip
-HEAD_NAMES = ("headYaw", "headPitch", "headRoll")
 DEFAULT_MAP = Path(__file__).resolve().parent / "arkit_retarget.json"
 MAP_FORMAT = "timar-arkit-retarget"
 PRESET_FORMAT = "timar-arkit-mapping"
@@ -103,22 +103,22 @@ def _array(d: dict, key: str, shape: tuple[int, ...], path: object) -> np.ndarra
 class RetargetMap:
     """FLAME-56 -> ARKit-52: ``clip((m - rest) @ weights.T + bias, 0, 1)``; head = neck - rest neck."""
 
-    weights: np.ndarray  # (52, 56)
+    weights: np.ndarray  # (52, MOTION_DIM)
     bias: np.ndarray  # (52,)
-    rest: np.ndarray  # (56,) the FLAME frame that maps to the neutral face / forward-looking head
+    rest: np.ndarray  # (MOTION_DIM,) the FLAME frame that maps to the neutral face / forward-looking head
     source: str = ""
     extra: dict = field(default_factory=dict)
 
     def apply(self, motion: np.ndarray) -> np.ndarray:
         m = np.asarray(motion, np.float64)
-        if m.ndim != 2 or m.shape[1] != 56:
-            raise ValueError(f"FLAME motion must be (frames, 56), got {m.shape}")
+        if m.ndim != 2 or m.shape[1] != MOTION_DIM:
+            raise ValueError(f"FLAME motion must be (frames, {MOTION_DIM}), got {m.shape}")
         return np.clip((m - self.rest) @ self.weights.T + self.bias, 0.0, 1.0).astype(np.float32)
 
     def head(self, motion: np.ndarray) -> np.ndarray:
         """(T, 3) neck axis-angle relative to the rest head (radians), for the rig's head bone."""
         m = np.asarray(motion, np.float64)
-        return (m[:, 53:56] - self.rest[53:56]).astype(np.float32)
+        return (m[:, NECK] - self.rest[NECK]).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {
@@ -148,9 +148,9 @@ def retarget_map_from_dict(d: object, path: object = "<retarget map>") -> Retarg
         raise _fail(path, "'outputs' must list the 52 ARKit names in ARKit order")
     known = {"format", "version", "source", "outputs", "rest", "weights", "bias"}
     return RetargetMap(
-        weights=_array(d, "weights", (52, 56), path),
+        weights=_array(d, "weights", (len(ARKIT_NAMES), MOTION_DIM), path),
         bias=_array(d, "bias", (52,), path),
-        rest=_array(d, "rest", (56,), path),
+        rest=_array(d, "rest", (MOTION_DIM,), path),
         source=str(d.get("source", "")),
         extra={k: v for k, v in d.items() if k not in known},
     )
@@ -171,10 +171,6 @@ def load_retarget_map(path: str | Path) -> RetargetMap:
 
 def default_retarget_map() -> RetargetMap:
     return load_retarget_map(DEFAULT_MAP)
-
-
-def head_rotation(motion: np.ndarray, retarget: RetargetMap | None = None) -> np.ndarray:
-    return (retarget or default_retarget_map()).head(motion)
 
 
 # ----------------------------------------------------------------------------- mapping preset
@@ -275,13 +271,15 @@ def preset_for(shape_keys: list[str]) -> tuple[MappingPreset, list[str]]:
 
 def blink_track(frames: int, fps: float, seed: int = 0, per_minute: float = 17.0) -> np.ndarray:
     """A natural blink curve in [0, 1] (FLAME-56 has no eyelids): blinks at ~17/min with gamma-spaced
-    intervals, 0.25-s close/open shape, deterministic per seed."""
+    intervals, 0.25-s close/open shape, deterministic per seed. Frame i does not depend on ``frames``
+    (a blink starting near the end shows its first frames), so a shorter track is a prefix of a
+    longer one: live display and the written take blink alike."""
     rng = np.random.default_rng([int(seed), 52])
     out = np.zeros(frames, np.float32)
     t = rng.uniform(0.5, 3.0)
     dur = 0.25
     mean_gap = 60.0 / per_minute
-    while t < frames / fps:
+    while (t - dur / 2) * fps < frames:
         c = t * fps
         lo, hi = int(np.floor(c - dur * fps / 2)), int(np.ceil(c + dur * fps / 2))
         for i in range(max(lo, 0), min(hi + 1, frames)):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-TARGET_RATE = 16_000
+from .contract import SPEECH_RATE as TARGET_RATE
+
 # checked on the file's header before decoding: a header claiming 1 Hz would otherwise be resampled
 # into gigabytes, and an hours-long claim decoded before anything could refuse it
 RATE_RANGE = (4_000, 384_000)

@@ -27,9 +27,9 @@ from .bundle_checks import (
     confined,
     file_entry,
 )
+from .contract import CHANNEL_NAMES, ModelInfo
 from .layout import SEPARATORS
 from .model_variant import VariantError, backbone_fields
-from .sampler import ModelInfo
 from .schedule import DiffusionCoefficients
 from .settings import SettingsError, check_model_limits, parse_recommended
 
@@ -38,15 +38,6 @@ VERSION = 1
 GRAPHS = ("speech_encoder", "motion_encoder", "backbone", "diffusion_head")
 SCHEDULES = ("cosine", "linear")
 MAX_MANIFEST_BYTES = 16 << 20
-CHANNEL_NAMES: tuple[str, ...] = (
-    *(f"exp_{i:02d}" for i in range(50)),
-    "jaw_x",
-    "jaw_y",
-    "jaw_z",
-    "neck_x",
-    "neck_y",
-    "neck_z",
-)
 
 
 class BundleError(ValueError):

@@ -1,13 +1,11 @@
 """From model frames to animation curves (bpy-free): strength per channel group, optional
-smoothing, and resampling from the model's 25 fps to the scene's frame rate."""
+smoothing, resampling from the model's frame rate to the scene's, and rotation conversions."""
 
 from __future__ import annotations
 
 import numpy as np
 
-EXPRESSION = slice(0, 50)
-JAW = slice(50, 53)
-HEAD = slice(53, 56)
+from .contract import EXPRESSION, JAW, NECK
 
 
 def apply_strengths(motion: np.ndarray, expression: float = 1.0, jaw: float = 1.0, head: float = 1.0) -> np.ndarray:
@@ -15,16 +13,25 @@ def apply_strengths(motion: np.ndarray, expression: float = 1.0, jaw: float = 1.
     out = np.array(motion, dtype=np.float32, copy=True)
     out[:, EXPRESSION] *= expression
     out[:, JAW] *= jaw
-    out[:, HEAD] *= head
+    out[:, NECK] *= head
     return out
 
 
+def smoothing_radius(sigma_frames: float) -> int:
+    """Frames on each side a smoothed frame depends on (0 without smoothing)."""
+    return max(1, round(3 * sigma_frames)) if sigma_frames > 0 else 0
+
+
 def smooth(motion: np.ndarray, sigma_frames: float) -> np.ndarray:
-    """Gaussian smoothing along time (edges padded by reflection); sigma 0 returns a copy."""
+    """Gaussian smoothing along time (edges padded by reflection); sigma 0 returns a copy. Sigma
+    outside the smoothing option's range raises SettingsError."""
+    from .settings import OPTIONS
+
+    sigma_frames = OPTIONS["smoothing"].check(sigma_frames)
     motion = np.asarray(motion, dtype=np.float32)
     if sigma_frames <= 0 or len(motion) < 2:
         return motion.copy()
-    radius = max(1, round(3 * sigma_frames))
+    radius = smoothing_radius(sigma_frames)
     x = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (x / sigma_frames) ** 2)
     kernel /= kernel.sum()

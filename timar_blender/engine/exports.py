@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .arkit import ARKIT_NAMES
-from .bundle import CHANNEL_NAMES
+from .contract import CHANNEL_NAMES, MOTION_DIM, NECK
 from .curves import rotvec_to_euler_xyz
 
 EYE_COLUMNS = ("LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
@@ -43,7 +43,7 @@ FLAME_FORMAT = "timar-flame56"
 def head_ypr(motion: np.ndarray, rest_neck: np.ndarray | None = None) -> np.ndarray:
     """(T, 3) head yaw, pitch, roll in radians from FLAME's neck axis-angle (x = pitch/nod, y = yaw,
     z = roll), optionally relative to a rest orientation (subtracted as axis-angle)."""
-    neck = np.asarray(motion, np.float64)[:, 53:56]
+    neck = np.asarray(motion, np.float64)[:, NECK]
     if rest_neck is not None:
         neck = neck - np.asarray(rest_neck, np.float64)
     e = rotvec_to_euler_xyz(neck)
@@ -118,9 +118,9 @@ def write_flame(path: str | Path, motion: np.ndarray, fps: float) -> None:
     """Raw FLAME-56 motion: ``.npz`` (arrays) or ``.json`` (lists), with fps and channel names."""
     path = Path(path)
     motion = np.asarray(motion, np.float32)
-    if motion.ndim != 2 or motion.shape[1] != 56:
-        raise ValueError(f"FLAME motion must be (frames, 56), got {motion.shape}")
-    names = list(CHANNEL_NAMES[:56])
+    if motion.ndim != 2 or motion.shape[1] != MOTION_DIM:
+        raise ValueError(f"FLAME motion must be (frames, {MOTION_DIM}), got {motion.shape}")
+    names = list(CHANNEL_NAMES)
     layout = "exp[0:50] | jaw[50:53] | neck[53:56]; jaw and neck axis-angle radians"
     if path.suffix.lower() == ".npz":
         np.savez(path, motion=motion, fps=np.float64(fps), channels=np.array(names), layout=np.array(layout))

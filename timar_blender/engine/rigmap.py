@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-EXP_CHANNELS = 50
-JAW_CHANNELS = (50, 51, 52)
-NECK_CHANNELS = (53, 54, 55)
+from .contract import EXPRESSION_DIM as EXP_CHANNELS
+from .contract import JAW, NECK
+
+JAW_CHANNELS = tuple(range(JAW.start, JAW.stop))
+NECK_CHANNELS = tuple(range(NECK.start, NECK.stop))
 
 _EXP = re.compile(r"^(?:flame)?(?:exp|expr|expression)(\d+)$")
 JAW_BONE_NAMES = ("jaw",)

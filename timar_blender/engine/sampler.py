@@ -19,49 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
+from .contract import ModelInfo
 from .layout import ROLE_USER, SEPARATORS, TurnLayout
 from .noise import TurnNoise, turn_noise
 from .schedule import DiffusionCoefficients, ancestral_step
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the sampler needs to know about a model's shapes."""
-
-    motion_dim: int
-    frames_per_turn: int
-    samples_per_turn: int
-    token_dim: int
-    max_context_turns: int
-    speech_rate: int = 16_000
-    noise_schedule: str = "cosine"
-    train_steps: int = 1000
-    # per-channel motion normalisation the networks work in (None = raw FLAME units): the sampler
-    # encodes (frame - mean) / std and de-normalises the frames the diffusion head samples
-    motion_mean: tuple[float, ...] | None = None
-    motion_std: tuple[float, ...] | None = None
-    # "window": positions from the window start, every turn recomputes the window (official);
-    # "turn_relative": the backend has ``backbone_step`` and history keys/values are cached
-    position: str = "window"
-    kv_shape: tuple[int, int, int] | None = None  # (layers, heads, head_dim) of the cached keys/values
-
-    @property
-    def fps(self) -> float:
-        return self.frames_per_turn * self.speech_rate / self.samples_per_turn
-
-    def normalize_motion(self, frames: np.ndarray) -> np.ndarray:
-        """Raw FLAME frames (N, C) -> the networks' motion space."""
-        if self.motion_mean is None or self.motion_std is None:
-            return frames
-        mean, std = np.asarray(self.motion_mean, np.float32), np.asarray(self.motion_std, np.float32)
-        return ((frames - mean) / std).astype(np.float32)
-
-    def denormalize_motion(self, frames: np.ndarray) -> np.ndarray:
-        """The networks' motion space (N, C) -> raw FLAME frames."""
-        if self.motion_mean is None or self.motion_std is None:
-            return frames
-        mean, std = np.asarray(self.motion_mean, np.float32), np.asarray(self.motion_std, np.float32)
-        return (frames * std + mean).astype(np.float32)
 
 
 class Backend(Protocol):

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .sampler import ModelInfo, SamplingOptions
+from .contract import ModelInfo
+from .sampler import SamplingOptions
 
 MAX_FRAME = 1_048_574  # Blender's frame limit (MAXFRAME); keys are exact there (float32 has 24 bits)
 MAX_SEED = 2**31 - 1  # Blender's IntProperty limit
