@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from timar_blender.engine.audio import AudioError, load_audio, normalize_per_file
+from timar_blender.engine.contract import EXPRESSION_DIM, motion_from_dualtalk
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class DataError(ValueError):
 
 
 def load_flame56(path: str | Path) -> np.ndarray:
-    """(T, 56) = exp[0:50] | jaw = pose[:, 3:6] | neck = pose[:, 0:3], float32."""
+    """(T, 56) FLAME-56 motion of a DualTalk .npz (layout: ``engine/contract.py``), float32."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: motion file not found")
@@ -47,11 +48,11 @@ def load_flame56(path: str | Path) -> np.ndarray:
         raise
     except Exception as exc:
         raise DataError(f"{path}: cannot read motion ({type(exc).__name__}: {exc})") from exc
-    if exp.ndim != 2 or exp.shape[1] < 50 or pose.ndim != 2 or pose.shape[1] != 6 or len(exp) != len(pose):
+    if exp.ndim != 2 or exp.shape[1] < EXPRESSION_DIM or pose.ndim != 2 or pose.shape[1] != 6 or len(exp) != len(pose):
         raise DataError(f"{path}: expected exp (T, 50) and pose (T, 6), got {exp.shape} and {pose.shape}")
     if len(exp) == 0:
         raise DataError(f"{path}: motion holds no frames")
-    motion = np.concatenate([exp[:, :50], pose[:, 3:6], pose[:, 0:3]], axis=1).astype(np.float32)
+    motion = motion_from_dualtalk(exp, pose)
     if not np.isfinite(motion).all():
         raise DataError(f"{path}: motion holds NaN or infinite values")
     return motion

@@ -12,12 +12,9 @@ import math
 import numpy as np
 import torch
 
+from timar_blender.engine.contract import EXPRESSION as EXP
+from timar_blender.engine.contract import JAW, NECK
 from timar_blender.engine.schedule import DiffusionCoefficients
-
-# FLAME-56 channel groups
-EXP = slice(0, 50)
-JAW = slice(50, 53)
-NECK = slice(53, 56)
 
 
 def _take(arr: np.ndarray, t: torch.Tensor) -> torch.Tensor:

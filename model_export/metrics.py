@@ -17,8 +17,10 @@ import numpy as np
 from scipy.linalg import LinAlgWarning, sqrtm
 from sklearn.cluster import KMeans
 
-MOTION_DIM = 56
-GROUPS: dict[str, slice] = {"exp": slice(0, 50), "jaw": slice(50, 53), "pose": slice(53, 56)}
+from timar_blender.engine.contract import EXPRESSION, JAW, MOTION_DIM, NECK
+
+# DualTalk's metric names: "pose" is the neck (head) rotation
+GROUPS: dict[str, slice] = {"exp": EXPRESSION, "jaw": JAW, "pose": NECK}
 SID_K: dict[str, int] = {"exp": 40, "jaw": 10, "pose": 10}
 METRICS: tuple[str, ...] = ("fd", "p_fd", "mse", "sid", "sid_gt_fit", "rpcc")
 # Multipliers applied only for display; they are the ones the DualTalk / TIMAR tables use.

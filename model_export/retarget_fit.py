@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from timar_blender.engine.arkit import ARKIT_NAMES, DEFAULT_MAP, RetargetMap
+from timar_blender.engine.contract import EXPRESSION, JAW, MOTION_DIM, NECK
 
 from .corpus.teacher import load_calibration
 
@@ -71,7 +72,7 @@ POSES: list[tuple[str, dict, dict[str, float]]] = [
 
 def flame_pose(recipe: dict, st: dict) -> np.ndarray:
     """A FLAME-56 frame of the teacher from a recipe (see POSES)."""
-    m = np.zeros(56)
+    m = np.zeros(MOTION_DIM)
     exp_mean = np.asarray(st["exp_mean"])
     slope = np.asarray(st["mouth"]["slope"])
     basis, basis_std = np.asarray(st["mouth"]["basis"]), np.asarray(st["mouth"]["basis_std"])
@@ -82,10 +83,10 @@ def flame_pose(recipe: dict, st: dict) -> np.ndarray:
     if "pc" in recipe:
         k, mult = recipe["pc"]
         exp = exp + basis[k] * basis_std[k] * mult
-    m[:50] = exp
-    m[50] = j
-    m[51] = recipe.get("jaw_side", 0.0)
-    m[53:56] = st["neck_mean"]
+    m[EXPRESSION] = exp
+    m[JAW.start] = j  # jaw_x: opening
+    m[JAW.start + 1] = recipe.get("jaw_side", 0.0)
+    m[NECK] = st["neck_mean"]
     return m
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from timar_blender.engine.contract import EXPRESSION, JAW, MOTION_DIM, NECK, dualtalk_from_motion
+
 
 def synth_speech(seconds: float, rate: int, seed: int, active: list[tuple[float, float]]) -> np.ndarray:
     """Speech-like audio: a glottal-pulse-ish harmonic tone with syllable-rate amplitude
@@ -31,11 +33,11 @@ def synth_motion(audio: np.ndarray, rate: int, fps: int, seed: int) -> np.ndarra
     n = len(audio) // hop
     env = np.sqrt((audio[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
     env = env / (env.max() + 1e-9)
-    m = np.zeros((n, 56), np.float32)
-    m[:, :50] = 0.3 * np.sin(np.arange(n)[:, None] / 9.0 + rng.random(50) * 6) * rng.random(50)
+    m = np.zeros((n, MOTION_DIM), np.float32)
+    m[:, EXPRESSION] = 0.3 * np.sin(np.arange(n)[:, None] / 9.0 + rng.random(50) * 6) * rng.random(50)
     m[:, 0] += 1.5 * env
-    m[:, 50] = 0.25 * env
-    m[:, 53:56] = 0.05 * np.sin(np.arange(n)[:, None] / 13.0 + rng.random(3) * 6)
+    m[:, JAW.start] = 0.25 * env  # jaw opening
+    m[:, NECK] = 0.05 * np.sin(np.arange(n)[:, None] / 13.0 + rng.random(3) * 6)
     return m
 
 
@@ -53,8 +55,8 @@ def write_dualtalk_folder(
             audio = synth_speech(seconds, rate, seed * 100 + c * 10 + s, active)
             sf.write(folder / f"clip{c}_{spk}.wav", audio, rate, subtype="FLOAT")
             m = synth_motion(audio, rate, fps, seed * 100 + c * 10 + s)
-            pose = np.concatenate([m[:, 53:56], m[:, 50:53]], axis=1)
-            np.savez(folder / f"clip{c}_{spk}.npz", exp=m[:, :50], pose=pose, shape=np.zeros((len(m), 100), np.float32))
+            exp, pose = dualtalk_from_motion(m)
+            np.savez(folder / f"clip{c}_{spk}.npz", exp=exp, pose=pose, shape=np.zeros((len(m), 100), np.float32))
     return folder
 
 
