@@ -195,3 +195,19 @@ def test_live_display_shows_the_take_that_stop_writes(user, tmp_path, add, smoot
         compared += n
     assert compared >= len(keys) - radius * len(run.session.turns) and compared > 40
     assert read_keys(key, f'key_blocks["{columns[0][1].name}"].value')[0, 0] == start
+
+
+def test_one_busy_check_for_generate_and_live_mode(scene, user) -> None:
+    """Generate cannot start while live mode runs, and live mode cannot start while a generation runs."""
+    from timar_blender.blender.operators import busy
+
+    s = scene.timar
+    s.agent_audio = s.user_audio = str(scene.render.filepath or "x.wav")  # poll checks the fields only
+    assert busy(bpy.context) == "" and bpy.ops.timar.generate.poll() and bpy.ops.timar.live_start.poll()
+    live.start(bpy.context, WaveSource(user, RATE, realtime=False))
+    assert busy(bpy.context) == "Live mode is running"
+    assert not bpy.ops.timar.generate.poll() and not bpy.ops.timar.live_start.poll()
+    live.finish(write=False)
+    s.running = True
+    assert busy(bpy.context) == "A generation is running" and not bpy.ops.timar.live_start.poll()
+    s.running = False

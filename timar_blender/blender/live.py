@@ -7,13 +7,14 @@ writes the take with the offline writer (``generate.write_result``: new actions,
 action stashed, rolled back on failure) and adds the sound strips. The values shown live are put
 back first, so the scene changes only by the take.
 
-In background mode timers do not fire: scripts and tests call ``tick()`` themselves.
+In background mode timers do not fire: scripts and tests call ``tick()`` themselves. This module is
+the live controller; its settings are ``props.TIMAR_PG_live``, its buttons in ``operators`` and its
+panel in ``panel``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,17 +24,15 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 from bpy.app.handlers import persistent
-from bpy.props import FloatProperty, PointerProperty, StringProperty
 
 from ..engine import job
 from ..engine.audio import AudioError, load_audio
-from ..engine.capture import CaptureError, SoundDeviceSource, Source, input_devices, refresh_devices
+from ..engine.capture import CaptureError, SoundDeviceSource, Source
 from ..engine.live import LiveSession, LiveTake, latency_stats
 from ..engine.rigmap import ChannelMap
-from ..engine.settings import OPTIONS, Settings
+from ..engine.settings import Settings
 from ..engine.take import TakePipeline
 from . import generate, keyframes
-from .panel import SubPanel
 from .props import abspath, settings_of
 from .rig import RigError
 
@@ -42,45 +41,6 @@ TICK = 0.01  # s between timer ticks: frames appear within ~5 ms of being ready 
 
 class LiveError(ValueError):
     """Live mode cannot start or finish; the message says why."""
-
-
-# --- settings ----------------------------------------------------------------------------------
-
-_device_cache: list[str] = []
-
-
-def _device_search(_self, _context, edit_text: str) -> list[str]:
-    if not _device_cache:
-        try:
-            _device_cache.extend(d.label for d in input_devices())
-        except CaptureError as exc:
-            return [str(exc)]
-    low = edit_text.lower()
-    return [d for d in _device_cache if low in d.lower()] or list(_device_cache)
-
-
-class TIMAR_PG_live(bpy.types.PropertyGroup):
-    device: StringProperty(
-        name="Input Device",
-        search=_device_search,
-        description="Microphone (empty = the system's default input)",
-    )
-    agent_audio: StringProperty(
-        name="Agent Audio",
-        subtype="FILE_PATH",
-        description="Optional: the character's own speech, aligned with the microphone from Start; "
-        "empty = the character only listens",
-    )
-    max_seconds: FloatProperty(
-        name=OPTIONS["live_max_seconds"].label, description=OPTIONS["live_max_seconds"].doc, unit="TIME_ABSOLUTE",
-        default=OPTIONS["live_max_seconds"].default, min=OPTIONS["live_max_seconds"].min,
-        max=OPTIONS["live_max_seconds"].max, soft_max=OPTIONS["live_max_seconds"].soft_max,
-    )
-    running: bpy.props.BoolProperty(options={"SKIP_SAVE"})
-    status: StringProperty(options={"SKIP_SAVE"})
-    latency: StringProperty(options={"SKIP_SAVE"})
-    provider: StringProperty(options={"SKIP_SAVE"})
-    last_report: StringProperty(description="What the last live take wrote")
 
 
 # --- the running take --------------------------------------------------------------------------
@@ -313,18 +273,10 @@ def capture_folder() -> tuple[Path, str]:
 
 
 def save_capture(take: LiveTake) -> tuple[str, str]:
-    """The microphone audio as heard by the model (16 kHz, float: bit-exact) -> (path, where)."""
-    import soundfile
-
+    """The microphone audio as heard by the model, next to the .blend or in a user folder -> (path, where)."""
     folder, where = capture_folder()
     stem = Path(bpy.data.filepath).stem if bpy.data.filepath else "untitled"
-    base = f"{stem}_live_{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    path = folder / f"{base}.wav"
-    k = 1
-    while path.exists():
-        path, k = folder / f"{base}_{k}.wav", k + 1
-    soundfile.write(str(path), take.user_audio, take.rate, subtype="FLOAT")
-    return str(path), where
+    return str(take.save_wav(folder, stem)), where
 
 
 def finish(write: bool = True) -> dict:
@@ -391,119 +343,6 @@ def _write(run: LiveRun, take: LiveTake, wav: str, scene) -> dict:
     return summary
 
 
-# --- operators and panel ------------------------------------------------------------------------
-
-
-class TIMAR_OT_live_start(bpy.types.Operator):
-    """Listen to the microphone: the character reacts turn by turn (1-s turns) in the viewport"""
-
-    bl_idname = "timar.live_start"
-    bl_label = "Start Live"
-
-    @classmethod
-    def poll(cls, context):
-        s = getattr(context.scene, "timar", None)
-        if s is None or _run is not None:
-            cls.poll_message_set("Live mode is already running")
-            return False
-        if s.character is None or s.character.type != "MESH" or s.character.data.shape_keys is None:
-            cls.poll_message_set("Choose the character (a mesh with FLAME shape keys)")
-            return False
-        if s.running:
-            cls.poll_message_set("A generation is running")
-            return False
-        return True
-
-    def execute(self, context):
-        try:
-            run = start(context)
-        except LiveError as exc:
-            self.report({"ERROR"}, f"TIMAR live: {exc}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"TIMAR live: listening to {run.session.source.name} [{run.provider}]")
-        return {"FINISHED"}
-
-
-class TIMAR_OT_live_stop(bpy.types.Operator):
-    """Stop listening and keep the take: keys from the start frame, the audio saved and added as a sound strip"""
-
-    bl_idname = "timar.live_stop"
-    bl_label = "Stop and Keep Take"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return _run is not None
-
-    def execute(self, context):
-        out = finish()
-        self.summary = out
-        if out["error"]:
-            self.report({"ERROR"} if "written" not in out else {"WARNING"}, f"TIMAR live: {out['report']}")
-            return {"FINISHED"} if "written" in out else {"CANCELLED"}
-        self.report({"WARNING"} if out["warnings"] else {"INFO"}, f"TIMAR live: {out['report']}")
-        return {"FINISHED"}
-
-
-class TIMAR_OT_live_refresh_devices(bpy.types.Operator):
-    """Look for microphones again (one plugged in after Blender started)"""
-
-    bl_idname = "timar.live_refresh_devices"
-    bl_label = "Refresh Devices"
-
-    @classmethod
-    def poll(cls, context):
-        return _run is None
-
-    def execute(self, context):
-        _device_cache.clear()
-        try:
-            refresh_devices()
-            _device_cache.extend(d.label for d in input_devices())
-        except CaptureError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"{len(_device_cache)} input device(s)")
-        return {"FINISHED"}
-
-
-class TIMAR_PT_live(SubPanel, bpy.types.Panel):
-    bl_label = "Live (Microphone)"
-    bl_idname = "TIMAR_PT_live"
-
-    def draw(self, context):
-        live = context.scene.timar_live
-        col = self.layout.column()
-        col.label(text="Character, model and sampling as above", icon="INFO")
-        row = col.row(align=True)
-        row.prop(live, "device")
-        row.operator("timar.live_refresh_devices", text="", icon="FILE_REFRESH")
-        col.prop(live, "agent_audio")
-        col.prop(live, "max_seconds")
-        if _run is not None:
-            col.operator("timar.live_stop", icon="SNAP_FACE")
-            col.label(text=live.status or "listening", icon="REC")
-            if live.latency:
-                col.label(text=live.latency)
-        else:
-            col.operator("timar.live_start", icon="PLAY")
-        if live.provider:
-            col.label(text=f"Runs on: {live.provider}")
-        if live.last_report:
-            for line in _wrap(live.last_report):
-                col.label(text=line)
-
-
-def _wrap(text: str, width: int = 60) -> list[str]:
-    lines, cur = [], ""
-    for word in text.split(" "):
-        if cur and len(cur) + len(word) > width:
-            lines.append(cur)
-            cur = ""
-        cur = f"{cur} {word}".strip()
-    return [*lines, cur] if cur else lines
-
-
 @persistent
 def _on_load(_dummy) -> None:
     """Opening another file ends live mode: the audio is saved, no take is written (its scene is going)."""
@@ -512,13 +351,7 @@ def _on_load(_dummy) -> None:
         print(f"TIMAR live stopped by loading a file: {out['report']}", flush=True)
 
 
-CLASSES = (TIMAR_PG_live, TIMAR_OT_live_start, TIMAR_OT_live_stop, TIMAR_OT_live_refresh_devices, TIMAR_PT_live)
-
-
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    bpy.types.Scene.timar_live = PointerProperty(type=TIMAR_PG_live)
     bpy.app.handlers.load_pre.append(_on_load)
 
 
@@ -527,6 +360,3 @@ def unregister() -> None:
         finish(write=False)
     if _on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load)
-    del bpy.types.Scene.timar_live
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)

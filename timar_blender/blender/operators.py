@@ -15,11 +15,12 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..engine import job
 from ..engine.arkit import load_preset
+from ..engine.capture import CaptureError, input_devices, refresh_devices
 from ..engine.dialogue import Cancelled
-from . import export, generate
+from . import export, generate, live
 from .arkit_rig import current_preset
 from .demo_head import build_demo_head
-from .props import settings_of, use_model_recommendations
+from .props import DEVICE_CACHE, settings_of, use_model_recommendations
 from .rig import RigError, create_test_rig, fill_channel_table
 
 
@@ -30,6 +31,16 @@ def _settings(context):
 def _has_character(context) -> bool:
     s = getattr(context.scene, "timar", None)
     return s is not None and s.character is not None
+
+
+def busy(context) -> str:
+    """Why nothing else may start now ("" when idle): one check for Generate and live mode."""
+    s = getattr(context.scene, "timar", None)
+    if context.scene.name in _RUNNING or (s is not None and s.running):
+        return "A generation is running"
+    if live.active() is not None:
+        return "Live mode is running"
+    return ""
 
 
 def _add_character(context, build: Callable[[bpy.types.Context], bpy.types.Object]) -> None:
@@ -59,8 +70,8 @@ class TIMAR_OT_generate(bpy.types.Operator):
         s = getattr(context.scene, "timar", None)
         if s is None:
             return False
-        if s.running:
-            cls.poll_message_set("A generation is already running")
+        if busy(context):
+            cls.poll_message_set(busy(context))
             return False
         if s.character is None:
             cls.poll_message_set("Choose the character (a mesh with FLAME shape keys)")
@@ -361,6 +372,78 @@ TIMAR_OT_export_flame = _export_operator(
 )
 
 
+class TIMAR_OT_live_start(bpy.types.Operator):
+    """Listen to the microphone: the character reacts turn by turn (1-s turns) in the viewport"""
+
+    bl_idname = "timar.live_start"
+    bl_label = "Start Live"
+
+    @classmethod
+    def poll(cls, context):
+        s = getattr(context.scene, "timar", None)
+        if s is None:
+            return False
+        if busy(context):
+            cls.poll_message_set(busy(context))
+            return False
+        if s.character is None or s.character.type != "MESH" or s.character.data.shape_keys is None:
+            cls.poll_message_set("Choose the character (a mesh with FLAME shape keys)")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            run = live.start(context)
+        except live.LiveError as exc:
+            self.report({"ERROR"}, f"TIMAR live: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"TIMAR live: listening to {run.session.source.name} [{run.provider}]")
+        return {"FINISHED"}
+
+
+class TIMAR_OT_live_stop(bpy.types.Operator):
+    """Stop listening and keep the take: keys from the start frame, the audio saved and added as a sound strip"""
+
+    bl_idname = "timar.live_stop"
+    bl_label = "Stop and Keep Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return live.active() is not None
+
+    def execute(self, context):
+        out = live.finish()
+        self.summary = out
+        if out["error"]:
+            self.report({"ERROR"} if "written" not in out else {"WARNING"}, f"TIMAR live: {out['report']}")
+            return {"FINISHED"} if "written" in out else {"CANCELLED"}
+        self.report({"WARNING"} if out["warnings"] else {"INFO"}, f"TIMAR live: {out['report']}")
+        return {"FINISHED"}
+
+
+class TIMAR_OT_live_refresh_devices(bpy.types.Operator):
+    """Look for microphones again (one plugged in after Blender started)"""
+
+    bl_idname = "timar.live_refresh_devices"
+    bl_label = "Refresh Devices"
+
+    @classmethod
+    def poll(cls, context):
+        return live.active() is None
+
+    def execute(self, context):
+        DEVICE_CACHE.clear()
+        try:
+            refresh_devices()
+            DEVICE_CACHE.extend(d.label for d in input_devices())
+        except CaptureError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"{len(DEVICE_CACHE)} input device(s)")
+        return {"FINISHED"}
+
+
 CLASSES = (
     TIMAR_OT_generate,
     TIMAR_OT_cancel,
@@ -374,4 +457,7 @@ CLASSES = (
     TIMAR_OT_export_fbx,
     TIMAR_OT_export_live_link_csv,
     TIMAR_OT_export_flame,
+    TIMAR_OT_live_start,
+    TIMAR_OT_live_stop,
+    TIMAR_OT_live_refresh_devices,
 )

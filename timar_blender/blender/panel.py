@@ -7,6 +7,7 @@ import bpy
 from ..engine.contract import CHANNEL_NAMES
 from ..engine.rigmap import describe_unmatched
 from ..engine.settings import OPTIONS, RECOMMENDABLE
+from . import live as live_mode
 from .arkit_rig import current_preset, rig_kind
 from .arkit_rig import describe_unmatched as describe_arkit
 from .props import EXPLICIT, recommended_for
@@ -189,4 +190,41 @@ class TIMAR_PT_export(SubPanel, bpy.types.Panel):
         col.operator("timar.export_flame", text="FLAME-56 (NPZ / JSON)", icon="EXPORT")
 
 
-CLASSES = (TIMAR_PT_generate, TIMAR_PT_sampling, TIMAR_PT_channel_map, TIMAR_PT_arkit, TIMAR_PT_export)
+class TIMAR_PT_live(SubPanel, bpy.types.Panel):
+    bl_label = "Live (Microphone)"
+    bl_idname = "TIMAR_PT_live"
+
+    def draw(self, context):
+        live = context.scene.timar_live
+        col = self.layout.column()
+        col.label(text="Character, model and sampling as above", icon="INFO")
+        row = col.row(align=True)
+        row.prop(live, "device")
+        row.operator("timar.live_refresh_devices", text="", icon="FILE_REFRESH")
+        col.prop(live, "agent_audio")
+        col.prop(live, "max_seconds")
+        if live_mode.active() is not None:
+            col.operator("timar.live_stop", icon="SNAP_FACE")
+            col.label(text=live.status or "listening", icon="REC")
+            if live.latency:
+                col.label(text=live.latency)
+        else:
+            col.operator("timar.live_start", icon="PLAY")
+        if live.provider:
+            col.label(text=f"Runs on: {live.provider}")
+        if live.last_report:
+            for line in _wrap(live.last_report):
+                col.label(text=line)
+
+
+def _wrap(text: str, width: int = 60) -> list[str]:
+    lines, cur = [], ""
+    for word in text.split(" "):
+        if cur and len(cur) + len(word) > width:
+            lines.append(cur)
+            cur = ""
+        cur = f"{cur} {word}".strip()
+    return [*lines, cur] if cur else lines
+
+
+CLASSES = (TIMAR_PT_generate, TIMAR_PT_sampling, TIMAR_PT_channel_map, TIMAR_PT_arkit, TIMAR_PT_export, TIMAR_PT_live)

@@ -1,5 +1,5 @@
-"""Settings saved with the .blend: the generation panel's inputs (per scene) and the channel map
-(per character)."""
+"""Settings saved with the .blend: the generation panel's inputs and live mode's (per scene), and
+the channel map (per character). Defaults and limits come from ``engine/settings.py``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..engine.capture import CaptureError, input_devices
 from ..engine.contract import CHANNEL_NAMES
 from ..engine.settings import (
     OPTIONS,
@@ -206,18 +207,57 @@ def use_model_recommendations(s: TIMAR_PG_settings) -> list[str]:
     return cleared
 
 
-CLASSES = (TIMAR_PG_channel, TIMAR_PG_settings)
+DEVICE_CACHE: list[str] = []  # input device labels for the search field (Refresh Devices clears it)
+
+
+def _device_search(_self, _context, edit_text: str) -> list[str]:
+    if not DEVICE_CACHE:
+        try:
+            DEVICE_CACHE.extend(d.label for d in input_devices())
+        except CaptureError as exc:
+            return [str(exc)]
+    low = edit_text.lower()
+    return [d for d in DEVICE_CACHE if low in d.lower()] or list(DEVICE_CACHE)
+
+
+class TIMAR_PG_live(bpy.types.PropertyGroup):
+    device: StringProperty(
+        name="Input Device",
+        search=_device_search,
+        description="Microphone (empty = the system's default input)",
+    )
+    agent_audio: StringProperty(
+        name="Agent Audio",
+        subtype="FILE_PATH",
+        description="Optional: the character's own speech, aligned with the microphone from Start; "
+        "empty = the character only listens",
+    )
+    max_seconds: FloatProperty(
+        name=OPTIONS["live_max_seconds"].label, description=OPTIONS["live_max_seconds"].doc, unit="TIME_ABSOLUTE",
+        default=OPTIONS["live_max_seconds"].default, min=OPTIONS["live_max_seconds"].min,
+        max=OPTIONS["live_max_seconds"].max, soft_max=OPTIONS["live_max_seconds"].soft_max,
+    )
+    running: bpy.props.BoolProperty(options={"SKIP_SAVE"})
+    status: StringProperty(options={"SKIP_SAVE"})
+    latency: StringProperty(options={"SKIP_SAVE"})
+    provider: StringProperty(options={"SKIP_SAVE"})
+    last_report: StringProperty(description="What the last live take wrote")
+
+
+CLASSES = (TIMAR_PG_channel, TIMAR_PG_settings, TIMAR_PG_live)
 
 
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.timar = PointerProperty(type=TIMAR_PG_settings)
+    bpy.types.Scene.timar_live = PointerProperty(type=TIMAR_PG_live)
     bpy.types.Object.timar_channels = CollectionProperty(type=TIMAR_PG_channel)
 
 
 def unregister() -> None:
     del bpy.types.Object.timar_channels
+    del bpy.types.Scene.timar_live
     del bpy.types.Scene.timar
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -14,11 +14,13 @@ holds it, less the samples after it) to its frames being available (worker) and 
 
 from __future__ import annotations
 
+import datetime
 import queue
 import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -58,6 +60,19 @@ class LiveTake:
     @property
     def seconds(self) -> float:
         return len(self.user_audio) / self.rate
+
+    def save_wav(self, folder: str | Path, stem: str) -> Path:
+        """The audio the model heard as ``<stem>_live_<date-time>.wav`` in ``folder`` (float WAV at
+        ``rate``: bit-exact, so offline generation on it reproduces the take); never overwrites."""
+        import soundfile
+
+        folder = Path(folder)
+        base = f"{stem}_live_{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        path, k = folder / f"{base}.wav", 1
+        while path.exists():
+            path, k = folder / f"{base}_{k}.wav", k + 1
+        soundfile.write(str(path), self.user_audio, self.rate, subtype="FLOAT")
+        return path
 
     def dialogue_motion(self) -> DialogueMotion:
         """The take in the offline result's form, for the same keyframe writer."""
