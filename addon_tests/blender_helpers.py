@@ -108,3 +108,40 @@ def run_headless(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "timar_blender.headless", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+# --- expected values worked out here, independently of the engine code the tests check -----------
+
+
+def at_scene_frames(values: np.ndarray, src_fps: float, dst_fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frame offsets and (N, C) values at every scene frame covering the take, by linear
+    interpolation in time (what the writer must key)."""
+    values = np.asarray(values, np.float64)
+    n = int(np.floor((len(values) - 1) / src_fps * dst_fps + 1e-6)) + 1
+    t_dst, t_src = np.arange(n) / dst_fps, np.arange(len(values)) / src_fps
+    return np.arange(n, dtype=np.float64), np.stack([np.interp(t_dst, t_src, c) for c in values.T], axis=1)
+
+
+def quaternions(rotvec: np.ndarray) -> np.ndarray:
+    """(N, 3) axis-angle -> (N, 4) unit quaternions (w, x, y, z), by the half-angle formula."""
+    rotvec = np.asarray(rotvec, np.float64)
+    angle = np.linalg.norm(rotvec, axis=1)
+    axis = rotvec / np.where(angle > 0, angle, 1.0)[:, None]
+    return np.concatenate([np.cos(angle / 2)[:, None], axis * np.sin(angle / 2)[:, None]], axis=1)
+
+
+def same_rotations(got: np.ndarray, expected: np.ndarray, atol: float) -> None:
+    """Quaternions equal up to sign (q and -q are one rotation)."""
+    sign = np.where(np.sum(got * expected, axis=1) < 0, -1.0, 1.0)[:, None]
+    np.testing.assert_allclose(got, expected * sign, atol=atol)
+
+
+def retarget_by_hand(motion: np.ndarray, arkit_name: str, path: Path | None = None) -> np.ndarray:
+    """One ARKit channel of FLAME motion, read straight from the retarget map's JSON:
+    clip((m - rest) . weights[i] + bias[i], 0, 1)."""
+    import json
+
+    d = json.loads((path or ROOT / "timar_blender" / "engine" / "arkit_retarget.json").read_text())
+    i = d["outputs"].index(arkit_name)
+    m = np.asarray(motion, np.float64) - np.asarray(d["rest"])
+    return np.clip(m @ np.asarray(d["weights"][i]) + d["bias"][i], 0.0, 1.0)

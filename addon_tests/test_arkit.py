@@ -74,11 +74,14 @@ def test_retarget_map_file_validation(tmp_path: Path) -> None:
         arkit.load_retarget_map(tmp_path / "broken.json")
     with pytest.raises(ValueError, match=r"missing\.json: cannot read"):
         arkit.load_retarget_map(tmp_path / "missing.json")
-    d = json.loads(good.read_text())
-    d["bias"][0] = float("nan")
-    (tmp_path / "nan.json").write_text(json.dumps(d).replace("NaN", "NaN"))
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        arkit.load_retarget_map(tmp_path / "nan.json")
+    for literal in ("NaN", "Infinity", "-Infinity"):  # what Python's and JavaScript's JSON writers emit
+        d = json.loads(good.read_text())
+        d["bias"][0] = "PLACEHOLDER"
+        text = json.dumps(d).replace('"PLACEHOLDER"', literal)
+        assert f", {literal}," in text or f"[{literal}," in text
+        (tmp_path / "nan.json").write_text(text)
+        with pytest.raises(ValueError, match=r"nan\.json: 'bias' contains NaN or infinite"):
+            arkit.load_retarget_map(tmp_path / "nan.json")
 
 
 def test_mapping_preset_gain_clamp_and_round_trip(tmp_path: Path) -> None:

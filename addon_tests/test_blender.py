@@ -16,11 +16,14 @@ from blender_helpers import (
     RATE,
     ROOT,
     assignments,
+    at_scene_frames,
     import_bpy,
     key_points,
     new_scene,
+    quaternions,
     read_keys,
     run_headless,
+    same_rotations,
     write_wavs,
 )
 from conftest import synth_speech
@@ -29,7 +32,6 @@ bpy = import_bpy()
 
 from timar_blender.blender import keyframes  # noqa: E402
 from timar_blender.engine import job  # noqa: E402
-from timar_blender.engine.curves import resample  # noqa: E402
 from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("blender_addon")
@@ -87,15 +89,13 @@ def test_generated_keys_survive_save_and_reload(scene_with_rig, wavs, tmp_path: 
     # the engine's own output for the same request
     expected = job.run(job.Request(str(wavs[0]), str(wavs[1]), options=SamplingOptions(seed=3))).takes[0]
     assert expected.motion.shape == (75, 56)
-    offsets, values = resample(expected.motion, 25.0, fps)
+    offsets, values = at_scene_frames(expected.motion, 25.0, fps)
     exp7 = read_keys(head.data.shape_keys, 'key_blocks["Exp007"].value')
     np.testing.assert_allclose(exp7[:, 0], 10 + offsets, atol=1e-4)
     np.testing.assert_allclose(exp7[:, 1], values[:, 6], atol=1e-5)
-    from timar_blender.engine.curves import rotvec_to_quaternion
-
-    q = rotvec_to_quaternion(values[:, 53:56])
-    neck_w = read_keys(rig, 'pose.bones["neck"].rotation_quaternion', 0)
-    np.testing.assert_allclose(neck_w[:, 1], q[:, 0], atol=1e-5)
+    q = quaternions(values[:, 53:56])
+    neck = np.stack([read_keys(rig, 'pose.bones["neck"].rotation_quaternion', i)[:, 1] for i in range(4)], axis=1)
+    same_rotations(neck, q, atol=1e-5)
     assert head.data.shape_keys.animation_data.action.name.startswith("TIMAR TIMAR Test Head seed 3")
     if bpy.app.build_options.audaspace:
         from timar_blender.blender.generate import strip_start

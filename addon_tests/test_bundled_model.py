@@ -37,18 +37,30 @@ def dialogue() -> tuple[np.ndarray, np.ndarray]:
     return d.tracks[1], d.tracks[0]  # (user, agent): speaker 1 is the agent
 
 
-def test_bundled_model_talks_listens_and_varies(dialogue) -> None:
+@pytest.fixture(scope="module")
+def takes(dialogue) -> list[np.ndarray]:
     user, agent = dialogue
     backend = backend_for("")
-    takes = [
+    return [
         generate_dialogue(backend, user, agent, None, SamplingOptions(context_turns=7, seed=s)).motion
         for s in range(3)
     ]
+
+
+def test_bundled_model_talks_and_varies(dialogue, takes) -> None:
+    _user, agent = dialogue
     r = [jaw_energy_r(m, agent) for m in takes]
     assert min(r) > 0.5, f"jaw vs the agent's speech energy: r = {r}"
-    head = listening_head(takes[0], agent)
-    assert head["frames"] > 100
-    assert max(head["std"]) > 0.1  # degrees: not frozen (small, though: see MODEL_CARD.md)
     spread = seed_spread(takes)
     assert spread["neck_deg"]["ratio"] > 0.1  # seeds give different takes
     assert np.isfinite(np.stack(takes)).all()
+
+
+@pytest.mark.xfail(reason="goal 0.3 deg; measured 0.28 deg (std pitch/yaw/roll 0.17/0.28/0.22 deg over 315 "
+                          "listening frames, shipped model of ca0f731, seed 0): the listening head barely moves",
+                   strict=False)
+def test_bundled_model_moves_its_head_while_listening(dialogue, takes) -> None:
+    _user, agent = dialogue
+    head = listening_head(takes[0], agent)
+    assert head["frames"] > 100
+    assert max(head["std"]) > 0.3  # degrees: the listening head is not frozen

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from blender_helpers import RATE, assignments, import_bpy, new_scene, read_keys
+from blender_helpers import RATE, assignments, at_scene_frames, import_bpy, new_scene, read_keys
 from conftest import synth_speech
 
 bpy = import_bpy()
@@ -17,7 +17,6 @@ from timar_blender.blender import live  # noqa: E402
 from timar_blender.engine import job  # noqa: E402
 from timar_blender.engine.audio import load_audio  # noqa: E402
 from timar_blender.engine.capture import WaveSource  # noqa: E402
-from timar_blender.engine.curves import resample  # noqa: E402
 from timar_blender.engine.dialogue import generate_dialogue  # noqa: E402
 from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
 
@@ -79,7 +78,7 @@ def test_stop_keeps_the_take_next_to_the_blend_and_stashes_the_artists_action(sc
     np.testing.assert_array_equal(captured, user[: len(captured)])
     expected = generate_dialogue(job.backend_for(""), captured, np.zeros_like(captured), None,
                                  SamplingOptions(seed=2, context_turns=3), normalization="running").motion
-    offsets, values = resample(expected, 25.0, 24.0)
+    offsets, values = at_scene_frames(expected, 25.0, 24.0)
     got = read_keys(key, 'key_blocks["Exp010"].value')
     np.testing.assert_allclose(got[:, 0], scene.timar.start_frame + offsets, atol=1e-4)
     np.testing.assert_allclose(got[:, 1], values[:, 9], atol=1e-5)
@@ -96,7 +95,7 @@ def test_device_gone_mid_take_writes_what_was_captured(scene, user) -> None:
     report = scene.timar_live.last_report
     assert report.startswith("the microphone 'USB' stopped") and "1.9 s captured" in report and "take written" in report
     got = read_keys(scene.timar.character.data.shape_keys, 'key_blocks["Exp001"].value')
-    assert len(got) == len(resample(np.zeros((47, 56)), 25.0, 24.0)[0])  # 30000 samples = 47 model frames
+    assert len(got) == 45  # 30000 samples = 47 model frames = 1.84 s: 45 frames at 24 fps
 
 
 def test_unsaved_file_saves_the_audio_in_a_user_folder(scene, user, tmp_path, monkeypatch) -> None:

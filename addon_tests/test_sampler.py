@@ -140,15 +140,36 @@ def test_history_and_guidance_change_the_take(backend, dialogue) -> None:
 
 
 def test_guided_turn_uses_fake_latent_for_the_current_user(backend, dialogue) -> None:
-    """With CFG, the unconditional branch replaces only this turn's user tokens: a user that is
-    already fake_latent makes both branches equal, so any scale gives the unguided result."""
-    user, agent, _ = dialogue
-    plain = generate_dialogue(backend, user, agent, None, SamplingOptions(seed=2, context_turns=0)).motion
-    silent_user = np.zeros_like(user)
-    a = generate_dialogue(backend, silent_user, agent, None, SamplingOptions(seed=2, context_turns=0)).motion
-    b = generate_dialogue(backend, silent_user, agent, None, SamplingOptions(seed=2, context_turns=0, cfg=3.0)).motion
-    assert np.abs(a - b).max() > 1e-4  # speech tokens of silence are not fake_latent: guidance acts
-    assert np.abs(plain - a).max() > 1e-4
+    """With CFG the backbone runs two rows per turn: the conditional one, and the unconditional one in
+    which only this turn's user tokens (speech and motion) are fake_latent; the history, separators
+    and agent tokens are the same in both rows."""
+    from timar_blender.engine.layout import ROLE_USER, TurnLayout
+
+    calls: list[np.ndarray] = []
+
+    class Recording:  # the real backend, with the backbone's inputs kept
+        def __init__(self, inner) -> None:
+            self.inner, self.info = inner, inner.info
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def backbone(self, tokens, mask, turn_ids):
+            calls.append(np.array(tokens))
+            return self.inner.backbone(tokens, mask, turn_ids)
+
+    user, agent, motion = dialogue
+    generate_dialogue(Recording(backend), user, agent, motion, SamplingOptions(seed=2, context_turns=2, cfg=3.0))
+    lay, fake = TurnLayout(25), np.asarray(backend.fake_latent(), np.float32)
+    assert len(calls) == 4  # one backbone call per turn (num_iter 1), both rows in one batch
+    for cond, uncond in calls:
+        user_now = len(cond) - lay.length + np.flatnonzero(lay.role == ROLE_USER)
+        np.testing.assert_array_equal(uncond[user_now], np.broadcast_to(fake, (len(user_now), fake.size)))
+        assert np.abs(cond[user_now] - fake).max() > 1e-3  # the conditional row keeps the user's tokens
+        rest = np.ones(len(cond), bool)
+        rest[user_now] = False
+        np.testing.assert_array_equal(uncond[rest], cond[rest])
+    assert len(calls[-1][0]) == 3 * lay.length  # the history (2 turns) is in both rows
 
 
 def test_masking_schedule() -> None:
