@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.model_card import jaw_energy_r, listening_head, seed_spread
+from model_export.card_measures import jaw_energy_r, listening_head, seed_spread
 from timar_blender.engine.bundle import load_bundle
 from timar_blender.engine.dialogue import generate_dialogue
 from timar_blender.engine.job import BUNDLED_MODEL, backend_for

@@ -4,6 +4,9 @@
         --fold CLIP=CHECKPOINT=HELD_OUT_SYNTHETIC=TRAIN_CORPUS [--fold ...] --long LONG_CORPUS \
         --out MODEL_CARD.md
 
+The measures are in ``card_measures.py``; the Markdown is rendered from the JSON by ``card_render.py``
+(every figure in the text comes from the JSON).
+
 Each ``--fold`` names the real clip its teacher was calibrated on, the checkpoint trained on that
 fold's corpus, a held-out synthetic corpus built with the same calibration, and the training corpus
 (for the training-set mean baseline). The fold's model is evaluated on the *other* real DualTalk
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -27,12 +29,23 @@ from pathlib import Path
 
 import numpy as np
 
+from timar_blender.engine.contract import FPS, JAW, MOTION_DIM, NECK
 from timar_blender.engine.curves import smooth
 from timar_blender.engine.dialogue import generate_dialogue
 from timar_blender.engine.onnx_backend import OnnxBackend
 from timar_blender.engine.sampler import SamplingOptions
 
 from . import metrics
+from .card_measures import (
+    RAD2DEG,
+    drift,
+    head_orientation_spread_deg,
+    jaw_energy_r,
+    jitter,
+    listening_head,
+    seed_spread,
+)
+from .card_render import render
 from .checkpoint import CheckpointError, load_checkpoint
 from .corpus.calibrate import DEMO_DIR, frame_db, talking_mask
 from .corpus.dialogue import energy_segments
@@ -41,10 +54,7 @@ from .data import Conversation, load_conversation, load_flame56, scan_folder
 from .speech import build_speech_features
 from .torch_backend import TorchBackend
 
-FPS = 25
-RAD2DEG = 180.0 / math.pi
-COLUMNS = [(m, g) for m in ("fd", "mse", "sid") for g in ("exp", "jaw", "pose")]
-LABEL = {"fd": "FD", "mse": "MSE", "sid": "SID"}
+SMOOTHING = 2.0  # frames: the Smoothing value the card also reports
 
 
 @dataclass
@@ -79,7 +89,7 @@ def neutral(conv: Conversation) -> np.ndarray:
 
 def training_mean(train: Path) -> np.ndarray:
     """Mean FLAME-56 frame over every motion file of the training corpus."""
-    total, count = np.zeros(56), 0
+    total, count = np.zeros(MOTION_DIM), 0
     for npz in sorted(train.glob("*_speaker[12].npz")):
         m = load_flame56(npz).astype(np.float64)
         total += m.sum(0)
@@ -105,121 +115,6 @@ def model_motion(backend, conv: Conversation, n: int, seed: int = 0) -> np.ndarr
     ).motion
 
 
-def _crop(*xs: np.ndarray) -> list[np.ndarray]:
-    n = min(len(x) for x in xs)
-    return [x[:n] for x in xs]
-
-
-# ----------------------------------------------------------------------------- behaviour measures
-
-
-def jaw_energy_r(motion: np.ndarray, agent_audio: np.ndarray) -> float:
-    """Pearson r between jaw opening (jaw x) and the agent's frame level in dB (floored 50 dB below
-    its loudest frames, so silence does not dominate)."""
-    db = frame_db(agent_audio, len(motion))
-    db = np.maximum(db, np.percentile(db, 99) - 50.0)
-    jx = motion[:, 50]
-    if jx.std() < 1e-9:
-        return float("nan")
-    return float(np.corrcoef(jx, db)[0, 1])
-
-
-def listening_head(motion: np.ndarray, agent_audio: np.ndarray) -> dict[str, list[float]]:
-    """Neck rotation std and velocity std (degrees, degrees/frame) per axis over the listening frames
-    (the agent's own track not voiced, the calibration's talking mask)."""
-    listen = ~talking_mask(frame_db(agent_audio, len(motion)))
-    neck = motion[:, 53:56] * RAD2DEG
-    vel = np.diff(neck, axis=0, prepend=neck[:1])
-    if listen.sum() < 10:
-        return {"std": [math.nan] * 3, "vel_std": [math.nan] * 3, "frames": int(listen.sum())}
-    return {
-        "std": [float(v) for v in neck[listen].std(0)],
-        "vel_std": [float(v) for v in vel[listen].std(0)],
-        "frames": int(listen.sum()),
-    }
-
-
-SMOOTHING = 2.0  # frames: the panel's Smoothing value the card also reports
-
-
-def jitter(motion: np.ndarray) -> list[float]:
-    """Mean |second difference| per frame: expression, jaw x (rad), head (degrees)."""
-    m = np.asarray(motion, np.float64)
-    return [
-        float(np.abs(np.diff(m[:, :50], 2, axis=0)).mean()),
-        float(np.abs(np.diff(m[:, 50], 2)).mean()),
-        float(np.abs(np.diff(m[:, 53:56] * RAD2DEG, 2, axis=0)).mean()),
-    ]
-
-
-def seed_spread(takes: list[np.ndarray]) -> dict[str, float]:
-    """Across-seed std per frame (mean over frames) against the within-take std over time."""
-    stack = np.stack(_crop(*takes))
-    out = {}
-    for name, cols, scale in (("jaw_x", [50], 1.0), ("neck_deg", [53, 54, 55], RAD2DEG)):
-        x = stack[:, :, cols] * scale
-        across = float(x.std(0).mean())
-        within = float(x.std(1).mean())
-        out[name] = {"across_seeds": across, "over_time": within, "ratio": across / (within + 1e-12)}
-    return out
-
-
-def drift(motion: np.ndarray, agent_audio: np.ndarray) -> dict:
-    """Per-minute statistics of a long take: jaw x mean/std, neck std (deg), jaw-energy r."""
-    per = 60 * FPS
-    rows = []
-    for k in range(len(motion) // per):
-        m = motion[k * per : (k + 1) * per]
-        a = agent_audio[k * per * 640 : (k + 1) * per * 640]
-        rows.append(
-            {
-                "minute": k + 1,
-                "jaw_mean": float(m[:, 50].mean()),
-                "jaw_std": float(m[:, 50].std()),
-                "neck_std_deg": float((m[:, 53:56] * RAD2DEG).std(0).mean()),
-                "exp_abs_mean": float(np.abs(m[:, :50]).mean()),
-                "jaw_energy_r": jaw_energy_r(m, a),
-            }
-        )
-    jm = np.array([r["jaw_mean"] for r in rows])
-    ns = np.array([r["neck_std_deg"] for r in rows])
-    return {
-        "minutes": rows,
-        "finite": bool(np.isfinite(motion).all()),
-        "jaw_mean_range_over_std": float(np.ptp(jm) / (motion[:, 50].std() + 1e-12)),
-        "neck_std_last_over_first": float(ns[-1] / (ns[0] + 1e-12)) if len(ns) else math.nan,
-    }
-
-
-# ----------------------------------------------------------------------------- tables and plots
-
-
-def _fmt(x: float, digits: int = 2) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def metric_table(rows: dict[str, dict[str, float]]) -> str:
-    heads = [f"{LABEL[m]} {g.upper()} ×{metrics.SCALES[(m, g)]:g}" for m, g in COLUMNS]
-    lines = ["| | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
-    for label, raw in rows.items():
-        s = metrics.scaled(raw)
-        lines.append(f"| {label} | " + " | ".join(_fmt(s[f"{m}_{g}"]) for m, g in COLUMNS) + " |")
-    return "\n".join(lines)
-
-
-def beats(rows: dict[str, dict[str, float]], model_row: str) -> list[str]:
-    """Which of FD/MSE for JAW/POSE the model wins against each trivial baseline."""
-    out = []
-    for base in ("Neutral pose", "Training mean"):
-        for m in ("fd", "mse"):
-            for g in ("jaw", "pose"):
-                k = f"{m}_{g}"
-                mv, bv = rows[model_row][k], rows[base][k]
-                ok = mv < bv
-                out.append(f"{'✓' if ok else '✗'} {LABEL[m]} {g.upper()} vs {base.lower()} ({mv:.3g} vs {bv:.3g})")
-    return out
-
-
 def plot_real(path: Path, conv: Conversation, curves: dict[str, np.ndarray], title: str) -> None:
     import matplotlib
 
@@ -232,10 +127,10 @@ def plot_real(path: Path, conv: Conversation, curves: dict[str, np.ndarray], tit
     talk = talking_mask(frame_db(conv.agent_audio, n))
     user_talk = talking_mask(frame_db(conv.user_audio, n))
     panels = [
-        (50, "jaw opening (jaw x, rad)", 1.0),
-        (53, "head pitch / nod (deg)", RAD2DEG),
-        (54, "head yaw (deg)", RAD2DEG),
-        (55, "head roll (deg)", RAD2DEG),
+        (JAW.start, "jaw opening (jaw x, rad)", 1.0),
+        (NECK.start, "head pitch / nod (deg)", RAD2DEG),
+        (NECK.start + 1, "head yaw (deg)", RAD2DEG),
+        (NECK.start + 2, "head roll (deg)", RAD2DEG),
     ]
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 9), sharex=True)
     for ax, (ch, label, scale) in zip(axes, panels):
@@ -401,9 +296,34 @@ def main(argv: list[str] | None = None) -> int:
             figures[d.name] = path
     log("plots written")
 
-    text = render(args, manifest, calib, folds, beh, real_listen, figures)
-    args.out.write_text(text)
+    real_jaw_r = {}
+    for fold in args.fold:
+        for d in folds[fold.clip]["sets"]["real"]["directions"]:
+            conv = load_conversation(d, normalize=False)
+            real_jaw_r[d.name] = jaw_energy_r(conv.agent_motion, conv.agent_audio)
+    train_summary = ship.checkpoint.parent / "train_summary.json"
+    card = {
+        "name": manifest["name"],
+        "model": manifest["model"],
+        "fps": FPS,
+        "precision": manifest["precision"],
+        "license": manifest["license"]["weights"],
+        "checkpoint_sha256": manifest["source"].get("sha256", ""),
+        "training_data": manifest["source"].get("training_data", {}),
+        "bundle_mb": sum(f.stat().st_size for f in args.bundle.iterdir() if f.is_file()) / 1e6,
+        "shipped_clip": ship.clip,
+        "train": json.loads(train_summary.read_text()) if train_summary.exists() else {},
+        "cpu_count": os.cpu_count(),
+        "seeds": args.seeds,
+        "smoothing": SMOOTHING,
+        "figures": {n: Path(os.path.relpath(p, args.out.parent)).as_posix() for n, p in figures.items()},
+        "real_jaw_speech_r": real_jaw_r,
+        "head_orientation_spread_deg": head_orientation_spread_deg(
+            {k: v["neck_mean"] for k, v in calib["folds"].items()}
+        ),
+    }
     raw = {
+        "card": card,
         "folds": {
             k: {
                 "checkpoint": v["checkpoint"],
@@ -416,190 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         "real_listening_std_deg": real_listen,
     }
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=float))
+    args.out.write_text(render(json.loads(args.out.with_suffix(".json").read_text())))
     log(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0
-
-
-def render(args, manifest: dict, calib: dict, folds: dict, beh: dict, real_listen: dict, figures: dict) -> str:
-    model = manifest["model"]
-    src = manifest["source"]
-    data = src.get("training_data", {})
-    size_mb = sum(f.stat().st_size for f in args.bundle.iterdir() if f.is_file()) / 1e6
-    ship = args.fold[0]
-    train_summary = ship.checkpoint.parent / "train_summary.json"
-    ts = json.loads(train_summary.read_text()) if train_summary.exists() else {}
-    L: list[str] = []
-    add = L.append
-    add("# Model card — the bundled TIMAR model (`" + manifest["name"] + "`)\n")
-    add(
-        "_Generated by `python -m model_export.model_card` (see `scripts/train_bundle.sh`); every figure "
-        "below was measured when this file was written. Do not edit by hand._\n"
-    )
-    add("## What it is\n")
-    add(
-        f"A small TIMAR (turn-level interleaved masked autoregression, arXiv 2512.15340): width {model['width']}, "
-        f"depth {model['depth']}, {model['parameters'] / 1e6:.2f} M parameters, log-mel speech encoder, "
-        f"context up to {model['max_context_turns'] - 1} past turns, bundle {size_mb:.1f} MB "
-        f"({manifest['precision']}), {beh['latency_ms']['median']:.1f} ms per 1-s turn at n = 7 in the engine "
-        f"(p95 {beh['latency_ms']['p95']:.1f} ms, 2 CPU cores, measured for this card). "
-        "It is the paper's architecture and code path at CPU size, trained on this project's own corpus on a "
-        "2-core CPU. It makes the agent's FLAME-56 motion (50 expression coefficients, jaw and neck "
-        "rotation) at 25 fps from both people's speech.\n"
-    )
-    add("**Licence of the weights:** " + manifest["license"]["weights"] + "\n")
-    add(
-        "**Provenance.** Trained from scratch (no third-party weights) on a synthetic two-person corpus built by "
-        "`python -m model_export.corpus.build`: TTS dialogues (espeak-ng, flite) with FLAME motion from a rule-based "
-        "teacher whose amplitudes and rhythms were measured on one real DualTalk clip "
-        f"(`{ship.clip}`), plus that clip's conversation audio. No DualTalk motion is used as a training target. "
-        f"Checkpoint SHA-256 `{src.get('sha256', '')[:16]}…`.\n"
-    )
-    if data:
-        add(
-            f"Training corpus: {data.get('dialogues')} dialogues, {data.get('hours', 0):.2f} h, "
-            f"{len(data.get('voices', []))} voices; time shares agent-only {data.get('agent_only', 0):.2f}, "
-            f"user-only {data.get('user_only', 0):.2f}, both {data.get('both', 0):.2f}, silence "
-            f"{data.get('silence', 0):.2f}; real conversations: {', '.join(data.get('real_dialogues', [])) or 'none'}; "
-            f"teacher calibration: `{data.get('calibration')}`.\n"
-        )
-    if ts:
-        add(
-            f"Training: {ts.get('steps')} steps of batch 16 (8-s windows), AdamW lr 1e-3 with warm-up and cosine "
-            f"decay, EMA 0.999; diffusion loss on a fixed draw of training windows at the end "
-            f"{ts.get('fixed_loss_after', math.nan):.3f} (about 15 at initialisation).\n"
-        )
-    add("## Intended use and limits\n")
-    add(
-        "* Use: a default that works offline out of the box for previews, blocking and games. For film quality, "
-        "convert the authors' released TIMAR checkpoint (wav2vec2-large, trained on DualTalk) — see README."
-    )
-    add(
-        "* It has learned the teacher's behaviour, not real people's: talking is jaw/mouth opening driven by the "
-        "speech signal with generic mouth shapes (no real visemes), head motion follows prosody, listening is "
-        "sway and nods at the partner's pauses. It will not reproduce a specific person's style, emotion or "
-        "gaze; blinks are not in FLAME-56."
-    )
-    add(
-        "* Voices: trained on synthetic English TTS plus one real conversation; other languages and very noisy "
-        "audio are untested.\n"
-    )
-
-    add("## Evaluation (two folds)\n")
-    add(
-        "The teacher is calibrated on real DualTalk clips, so each fold calibrates on one real clip (and may train "
-        "on that conversation's audio) and is evaluated on the other real conversation, which it never saw. "
-        "DualTalk protocol metrics (lower FD and MSE is better, higher SID is better; display scales in the "
-        "header). Baselines: the FLAME neutral pose; the training-set mean frame repeated; the teacher on the "
-        "test audio (voice activity estimated from the audio). On synthetic data the ground truth *is* the "
-        "teacher, so its row there uses another random seed: it shows the spread of equally good takes. "
-        "A single 30-s real conversation per fold is a tiny test set: read the real-clip rows as a sanity "
-        "check, not a benchmark.\n"
-    )
-    for i, (clip, f) in enumerate(folds.items()):
-        shipped = " — **the shipped model**" if i == 0 else ""
-        add(f"### Fold {i + 1}: calibrated on `{clip}`{shipped}\n")
-        for set_name, s in f["sets"].items():
-            what = "real DualTalk conversation(s), held out" if set_name == "real" else "held-out synthetic dialogues"
-            add(
-                f"**{what}** ({len(s['sequences'])} sequences: {', '.join(s['sequences'][:3])}"
-                f"{', …' if len(s['sequences']) > 3 else ''})\n"
-            )
-            add(metric_table(s["table"]) + "\n")
-            if set_name == "real":
-                add(
-                    "Model (n = 7) against the trivial baselines, jaw and pose: "
-                    + "; ".join(beats(s["table"], "Model n = 7"))
-                    + "\n"
-                )
-    add("Reading the real-clip rows: POSE is the head's absolute orientation, which depends on where each "
-        "recorded person sat relative to the camera (the two clips' mean head rotation differs by up to 16°). A "
-        "model calibrated on one clip keeps that clip's mean orientation, so on the other clip the neutral pose "
-        "(0°) can be closer: losing POSE to the neutral baseline there measures the camera set-up, not motion. "
-        "The `UbjUDM1MiGE` clip's FLAME jaw does not follow its speaker's audio (r = −0.05 with the speech "
-        "level), which makes fold 2 (calibrated on it) a poor teacher and its jaw rows weak.\n")
-    add("## Behaviour checks (the shipped bundle, through the engine)\n")
-    je = beh["jaw_energy_r"]
-    add(
-        "* **Jaw follows the agent's speech** — Pearson r of jaw opening with the agent's frame level (dB): "
-        f"held-out synthetic {je['synthetic']['model']:.2f} (teacher ground truth {je['synthetic']['reference']:.2f}); "
-        f"held-out real clip {je['real']['model']:.2f} (the real FLAME: {je['real']['reference']:.2f}). Aim > 0.5: "
-        f"{'met' if min(je['synthetic']['model'], je['real']['model']) > 0.5 else 'NOT met on every set'}."
-    )
-    lh = beh["listening_head"]
-    rl = ", ".join(f"`{k[:11]}` {' / '.join(f'{v:.2f}' for v in vals)}" for k, vals in real_listen.items())
-    add(
-        "* **Listening is not frozen** — head rotation std while the agent listens (pitch / yaw / roll, degrees): "
-        f"model on the held-out real clip {' / '.join(_fmt(v) for v in lh['real']['model_std_deg'])} vs that clip's "
-        f"real motion {' / '.join(_fmt(v) for v in lh['real']['reference_std_deg'])}; on synthetic "
-        f"{' / '.join(_fmt(v) for v in lh['synthetic']['model_std_deg'])} vs teacher "
-        f"{' / '.join(_fmt(v) for v in lh['synthetic']['reference_std_deg'])}. "
-        f"Real clips' listening (calibration): {rl}. "
-        + (
-            "**Verdict: not met** — the listening head moves only "
-            f"{np.mean(lh['synthetic']['model_std_deg']) / np.mean(lh['synthetic']['reference_std_deg']):.0%} "
-            "as much as "
-            "the teacher's and, once smoothed, hardly at all: this short CPU training learned the speech-driven jaw "
-            "and mouth but not the teacher's slow, random sway and nods (they are not predictable from the audio, "
-            "so the diffusion head has to model their spread, which takes far more training)."
-            if np.mean(lh["synthetic"]["model_std_deg"]) < 0.5 * np.mean(lh["synthetic"]["reference_std_deg"])
-            else "Comparable in size to the teacher's."
-        )
-    )
-    jt = beh["jitter"]
-
-    def _j(v: list[float]) -> str:
-        return f"exp {v[0]:.3f} / jaw {v[1]:.4f} rad / head {v[2]:.3f}°"
-
-    add("* **Smoothness** — mean |second difference| per frame. Held-out synthetic: model "
-        f"{_j(jt['synthetic']['model'])}; teacher {_j(jt['synthetic']['reference'])}. Held-out real clip: model "
-        f"{_j(jt['real']['model'])}; real motion {_j(jt['real']['reference'])}. "
-        + ("The raw model output is jittery: each frame of a turn is sampled with its own diffusion noise and this "
-           "small, briefly trained model has not learned to tie neighbouring frames together. "
-           if jt["synthetic"]["model"][2] > 2 * jt["synthetic"]["reference"][2] else "")
-        + f"With the panel's **Smoothing** at {SMOOTHING:g} frames: {_j(jt['synthetic']['smoothed'])} on synthetic, "
-        f"{_j(jt['real']['smoothed'])} on the real clip; jaw–energy r then {je['synthetic']['smoothed']:.2f} "
-        f"(synthetic) / {je['real']['smoothed']:.2f} (real), listening head std "
-        f"{' / '.join(_fmt(v) for v in lh['synthetic']['smoothed_std_deg'])}° (synthetic).")
-    ss = beh["seed_spread"]
-    add(
-        "* **Seeds give different takes** — mean across-seed std per frame vs the take's own std over time "
-        f"({args.seeds} seeds): synthetic jaw {ss['synthetic']['jaw_x']['across_seeds']:.4f} vs "
-        f"{ss['synthetic']['jaw_x']['over_time']:.4f} rad (ratio {ss['synthetic']['jaw_x']['ratio']:.2f}), head "
-        f"{ss['synthetic']['neck_deg']['across_seeds']:.2f}° vs {ss['synthetic']['neck_deg']['over_time']:.2f}° "
-        f"(ratio {ss['synthetic']['neck_deg']['ratio']:.2f}); real clip jaw ratio {ss['real']['jaw_x']['ratio']:.2f}, "
-        f"head ratio {ss['real']['neck_deg']['ratio']:.2f}. "
-        "Speech-locked jaw varies less than free head motion, as it should."
-    )
-    lg = beh["long"]
-    add(
-        f"* **Long dialogues stay stable** — a {lg['audio_seconds'] / 60:.0f}-min synthetic dialogue "
-        f"(`{lg['sequence']}`) generated in {lg['generation_seconds']:.1f} s on 2 CPU cores "
-        f"({lg['audio_seconds'] / lg['generation_seconds']:.0f}× real time); all frames finite: {lg['finite']}; "
-        f"range of the per-minute jaw mean = {lg['jaw_mean_range_over_std']:.2f} × the jaw's std; head std last/first "
-        f"minute = {lg['neck_std_last_over_first']:.2f}.\n"
-    )
-    add("| minute | jaw mean | jaw std | head std (°) | mean abs exp | jaw–energy r |")
-    add("|---:|---:|---:|---:|---:|---:|")
-    for r in lg["minutes"]:
-        add(
-            f"| {r['minute']} | {r['jaw_mean']:.4f} | {r['jaw_std']:.4f} | {r['neck_std_deg']:.2f} | "
-            f"{r['exp_abs_mean']:.3f} | {r['jaw_energy_r']:.2f} |"
-        )
-    add("")
-    add("## Plots\n")
-    add(
-        "Predicted (model n = 7, teacher) and real jaw and head curves over each held-out real conversation; "
-        "orange: the agent speaks, blue: the user speaks.\n"
-    )
-    for name, path in figures.items():
-        rel = Path(os.path.relpath(path, args.out.parent)).as_posix()
-        add(f"![{name}]({rel})\n")
-    add("## Reproduce\n")
-    add(
-        "`bash scripts/train_bundle.sh` (corpus, both folds' training, export, this card); needs "
-        "`../shared/fixtures/dualtalk_demo`. Raw figures: `MODEL_CARD.json`.\n"
-    )
-    return "\n".join(L)
 
 
 if __name__ == "__main__":
