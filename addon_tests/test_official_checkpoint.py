@@ -287,3 +287,44 @@ def test_presets_are_consistent() -> None:
     assert preset("timar_large").depth == 32 and preset("timar_huge").width == 1280
     with pytest.raises(KeyError, match="unknown preset"):
         preset("timar_gigantic")
+
+
+def test_clamp_variance_off_is_the_released_sampling_at_temperature_one(official_tiny: Path) -> None:
+    """At temperature 1 the variance matters: ``clamp_variance=False`` is the released p_sample with a
+    learned-range variance (written out here step by step); the default clamp departs from it where the
+    head's v leaves [-1, 1] (0.3 % of this checkpoint's values) and not at all at temperature 0."""
+    ref = dict(np.load(official_tiny / "reference.npz"))
+    ck = load_checkpoint(official_tiny / "official_tiny.pth")
+    backend = TorchBackend(ck.model, build_speech_features(ck.config, official_tiny / "wav2vec2_tiny"))
+    co = DiffusionCoefficients.respaced(ck.config.sampling_steps, ck.config.noise_schedule)
+    z, x_t = ref["sample_z"], ref["sample_xT"]
+    noise = np.random.default_rng(0).standard_normal((co.num_steps, *x_t.shape)).astype(np.float32)
+    c = x_t.shape[1]
+    x, outside = x_t.astype(np.float64), []
+    for i in reversed(range(co.num_steps)):  # the released loop
+        out = backend.head(x.astype(np.float32), np.full(len(x), co.timesteps[i], np.int64), z).astype(np.float64)
+        x0, v = out[:, :c], out[:, c:]
+        outside.append(np.abs(v) > 1)
+        frac = (v + 1) / 2
+        log_var = frac * co.log_betas[i] + (1 - frac) * co.posterior_log_variance_clipped[i]
+        x = co.posterior_mean_coef1[i] * x0 + co.posterior_mean_coef2[i] * x
+        if i > 0:
+            x = x + np.exp(0.5 * log_var) * noise[i]
+    released = sample_frames(backend, co, z, x_t, noise, temperature=1.0, clamp_variance=False)
+    np.testing.assert_allclose(released, x, atol=2e-5)
+    assert np.mean(outside) > 0  # the checkpoint's v does leave [-1, 1] somewhere
+    clamped = sample_frames(backend, co, z, x_t, noise, temperature=1.0)
+    assert np.abs(clamped - released).max() > 1e-3
+    no_noise = np.zeros_like(noise)
+    np.testing.assert_array_equal(
+        sample_frames(backend, co, z, x_t, no_noise, temperature=0.0),
+        sample_frames(backend, co, z, x_t, no_noise, temperature=0.0, clamp_variance=False),
+    )
+
+
+def test_evaluate_has_a_flag_for_the_released_sampling() -> None:
+    from model_export.evaluate import parse_args
+
+    base = ["--checkpoint", "x.pth", "--data", "d"]
+    assert parse_args(base).no_clamp_variance is False
+    assert parse_args([*base, "--no-clamp-variance"]).no_clamp_variance is True

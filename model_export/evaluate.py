@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-mask-history-agent", action="store_true")
+    p.add_argument("--no-clamp-variance", action="store_true",
+                   help="the released code's sampling: the learned variance not kept in [beta~, beta]")
     p.add_argument("--allow-missing-motion", action="store_true", help="evaluate folders where a speaker has no .npz")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many directions")
     p.add_argument("--save-predictions", type=Path, help="write each prediction as <dir>/n<N>/<agent>.npy")
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             temperature=args.temperature,
             seed=args.seed,
             mask_history_agent=not args.no_mask_history_agent,
+            clamp_variance=not args.no_clamp_variance,
         )
         per_seq, t0 = [], time.time()
         for i, conv in enumerate(convs):
