@@ -69,14 +69,17 @@ class SamplingOptions:
     kv_cache: bool = True
 
     def validate(self, info: ModelInfo) -> None:
-        if not 0 <= self.context_turns <= info.max_context_turns - 1:
-            raise ValueError(f"context_turns must be in 0..{info.max_context_turns - 1}, got {self.context_turns}")
-        if self.num_iter < 1 or self.num_iter > info.frames_per_turn:
-            raise ValueError(f"num_iter must be in 1..{info.frames_per_turn}, got {self.num_iter}")
-        if self.cfg_schedule not in ("linear", "constant"):
-            raise ValueError(f"cfg_schedule must be 'linear' or 'constant', got {self.cfg_schedule!r}")
-        if not math.isfinite(self.cfg) or not math.isfinite(self.temperature) or self.temperature < 0:
-            raise ValueError("cfg must be finite and temperature finite and >= 0")
+        """Every option within its documented range (``settings.OPTIONS``, the one table the panel,
+        headless and batches use too) and within the model's shapes; SettingsError (a ValueError)
+        naming the option."""
+        from .settings import OPTIONS, check_model_limits  # settings imports this module
+
+        values = {name: getattr(self, name) for name in OPTIONS if hasattr(self, name)}
+        if isinstance(values.get("sampling_steps"), str):  # respacing specs ("5", "ddim10") go to the schedule
+            values.pop("sampling_steps")
+        for name, value in values.items():
+            OPTIONS[name].check(value)
+        check_model_limits(values, info)
 
 
 def masked_after_step(num_frames: int, remaining: int, step: int, num_iter: int) -> int:
