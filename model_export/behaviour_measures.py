@@ -29,10 +29,12 @@ import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
-FPS = 25
-RATE = 16000
-JAW = 50  # jaw opening (rad)
-HEAD = slice(53, 56)  # neck pitch, yaw, roll (rad)
+from timar_blender.engine import contract
+
+FPS = int(contract.FPS)
+RATE = contract.SPEECH_RATE
+JAW = contract.JAW.start  # jaw opening (rad)
+HEAD = contract.NECK  # neck pitch, yaw, roll (rad)
 DEG = 180.0 / math.pi
 MIN_FRAMES_S = 2.0  # seconds of talk / silence / listening a measure needs
 MIN_NOD_SILENCE_S = 20.0

@@ -17,11 +17,13 @@ from typing import Protocol
 
 import numpy as np
 
+from .contract import SPEECH_RATE
+
 OnAudio = Callable[[np.ndarray, float], bool]
 OnError = Callable[[str], None]
 
 # 16 kHz first (no resampling), then what microphones commonly offer
-RATE_CANDIDATES = (16_000, 48_000, 44_100, 32_000, 22_050, 96_000, 88_200, 24_000, 8_000)
+RATE_CANDIDATES = (SPEECH_RATE, 48_000, 44_100, 32_000, 22_050, 96_000, 88_200, 24_000, 8_000)
 
 
 class CaptureError(RuntimeError):
@@ -119,7 +121,7 @@ def choose_rate(refusal: Callable[[int], str | None], default_rate: int, request
             raise CaptureError(f"the microphone refuses {requested} Hz ({why}); leave the rate on automatic")
         return requested
     tried = {}
-    for rate in dict.fromkeys((16_000, int(default_rate), *RATE_CANDIDATES)):
+    for rate in dict.fromkeys((SPEECH_RATE, int(default_rate), *RATE_CANDIDATES)):
         why = refusal(rate)
         if why is None:
             return rate
@@ -135,7 +137,7 @@ class SoundDeviceSource:
         self._sd = sd = _sounddevice()
         self.device = find_device(device)
         self.name = self.device.label
-        mono = self._refusal(16_000, 1) is None or self._refusal(self.device.default_rate, 1) is None
+        mono = self._refusal(SPEECH_RATE, 1) is None or self._refusal(self.device.default_rate, 1) is None
         self.channels = 1 if mono else min(2, self.device.channels)  # some hardware only opens in stereo
 
         def refusal(r: int) -> str | None:
