@@ -147,7 +147,7 @@ def test_the_bundle_carries_its_recommendations_and_refuses_bad_ones(tmp_path):
                              "num_iter": 4, "mask_history_agent": False}
     s = S.resolve({"num_iter": 2}, b.recommended)  # what every front end does with them
     assert (s.smoothing, s.num_iter, s.mask_history_agent) == (2.0, 2, False)
-    for rec, words in (({"num_iter": 26}, "num_iter: 26 is more than this model allows (25)"),
+    for rec, words in (({"num_iter": 26}, "num_iter: 26 is more than this model allows (at most 25)"),
                        ({"cfg": float("nan")}, "recommended_options.cfg: must be a finite number"),
                        ({"takes": 2}, "recommended_options.takes: not an option a model can recommend")):
         man["recommended_options"] = rec

@@ -212,7 +212,7 @@ def check_model_limits(values: Mapping[str, Any], info: ModelInfo, where: str = 
     }
     for name, top in limits.items():
         if name in values and values[name] > top:
-            raise SettingsError(name, f"{values[name]} is more than this model allows ({top})", where)
+            raise SettingsError(name, f"{values[name]} is more than this model allows (at most {top})", where)
 
 
 def check_values(values: Mapping[str, Any], where: str = "", spell: Any = None) -> dict[str, Any]:
