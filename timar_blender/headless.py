@@ -12,11 +12,11 @@ checked against its documented range (``engine/settings.py``) and a bad one is r
 
 A batch file is a JSON list of objects with the same keys as the options (``agent_audio``,
 ``user_audio``, ``out``, ``seed``, ``character``, ``export_gltf``, ...); an unknown key fails that
-dialogue, naming it. Each entry starts from the same
-input scene. An export flag given on the command line for a batch names one file per dialogue:
-``{name}`` / ``{index}`` in the path are replaced by the dialogue's name (its ``out`` or agent audio
-file stem) and number, otherwise ``_<index>_<name>`` is appended to the file stem. Progress lines go
-to stdout; the exit code is non-zero if any dialogue failed; the JSON summary lists what was written.
+dialogue, naming it. Each entry starts from the same input scene. An export flag given on the
+command line for a batch names one file per dialogue: ``{name}`` / ``{index}`` in the path are
+replaced by the dialogue's name (its ``out`` or agent audio file stem) and number, otherwise
+``_<index>_<name>`` is appended to the file stem. Progress lines go to stdout; the exit code is
+non-zero if any dialogue failed; the JSON summary lists what was written.
 """
 
 from __future__ import annotations
