@@ -364,3 +364,48 @@ def test_benchmark_end_to_end_on_a_real_clip(tmp_path, demo_folder):
     again = bundle(case, 0)
     first = B.BundleSource(threads=1)(case, 0)
     assert np.array_equal(again, first)
+
+
+def test_pooled_silent_open_judges_a_case_without_talk():
+    """A case without talk gets the open-jaw threshold of the same source's talking cases."""
+    from model_export import behaviour as B
+
+    n = 20 * FPS
+    talk = np.zeros(n, bool)
+    talk[: 10 * FPS] = True
+    talking = _labels(talk)
+    quiet = _labels(np.zeros(n, bool))
+    jaw_t = np.where(talk, 0.1, 0.0)  # threshold 0.1 + 0.3 * 0.1 = 0.13
+    jaw_q = np.zeros(n)
+    jaw_q[: n // 4] = 0.2  # a quarter of the frames open
+    res = {
+        "dialogue": {"values": {"silent_open": 0.0}, "_takes": [_motion(n, jaw_t)], "_labels": talking},
+        "listening": {"values": {"silent_open": None}, "_takes": [_motion(n, jaw_q)], "_labels": quiet},
+        "absent": None,
+    }
+    assert B.pooled_silent_open(res) == {"listening": pytest.approx(25.0)}
+    del res["dialogue"]
+    assert B.pooled_silent_open(res) == {}  # no talking case: nothing to take the threshold from
+
+
+def test_held_out_cases_are_never_digitally_silent(demo_folder):
+    """The assembled held-out cases: real voices with room tone and bleed on both tracks, timelines
+    with the right speakers (pure talking: only the agent; pure listening: only the user)."""
+    pytest.importorskip("model_export.corpus.acoustics", reason="the room-tone/bleed synthesis is not in this tree")
+    from model_export import behaviour as B
+
+    shared = demo_folder.parent
+    talking = B.one_sided_case("talking", 0, 12.0, shared)
+    listening = B.one_sided_case("listening", 0, 12.0, shared)
+    for case in (talking, listening):
+        assert all(len(t) == 12 * 16000 for t in case.tracks)
+        for t in case.tracks:
+            frames = np.abs(t[: 300 * 640].reshape(300, 640)).max(1)
+            assert frames.min() > 0  # no digitally silent 40-ms frame
+    assert {s[0] for s in talking.timeline} == {1} and {s[0] for s in listening.timeline} == {0}
+    lab = talking.labels()
+    assert lab.seconds()["talk"] > 6 and lab.seconds()["listen"] == 0
+    lab = listening.labels()
+    assert lab.seconds()["talk"] == 0 and lab.seconds()["listen"] > 6
+    d = B.held_out_dialogue(0, 12.0, shared)
+    assert {s[0] for s in d.timeline} == {0, 1}

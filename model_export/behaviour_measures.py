@@ -204,13 +204,18 @@ def _enough(mask: np.ndarray, fps: int, seconds: float = MIN_FRAMES_S) -> bool:
     return bool(mask.sum() >= seconds * fps - 1e-9)
 
 
+def open_threshold(talk_jaw: np.ndarray, silent_jaw: np.ndarray) -> float:
+    """The open-jaw level: p25(talk jaw) + 0.3 (p90(talk jaw) - p10(silent jaw))."""
+    t = np.asarray(talk_jaw, np.float64)
+    return float(np.percentile(t, 25) + 0.3 * (np.percentile(t, 90) - np.percentile(silent_jaw, 10)))
+
+
 def silent_open(jaw: np.ndarray, lab: Labels) -> float | None:
-    """% of silent frames whose jaw is above p25(talk jaw) + 0.3 (p90(talk jaw) - p10(silent jaw))."""
+    """% of silent frames whose jaw is above ``open_threshold`` of this take's talk and silent frames."""
     if not (_enough(lab.talk, lab.fps) and _enough(lab.silent, lab.fps)):
         return None
-    t, s = jaw[lab.talk], jaw[lab.silent]
-    thr = np.percentile(t, 25) + 0.3 * (np.percentile(t, 90) - np.percentile(s, 10))
-    return float(100.0 * np.mean(s > thr))
+    s = jaw[lab.silent]
+    return float(100.0 * np.mean(s > open_threshold(jaw[lab.talk], s)))
 
 
 def r_jaw_db(jaw: np.ndarray, lab: Labels) -> float | None:
