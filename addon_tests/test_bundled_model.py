@@ -64,3 +64,29 @@ def test_bundled_model_moves_its_head_while_listening(dialogue, takes) -> None:
     head = listening_head(takes[0], agent)
     assert head["frames"] > 100
     assert max(head["std"]) > 0.3  # degrees: the listening head is not frozen
+
+
+def test_shipped_bundle_carries_its_recommended_options_and_the_demo_needs_no_flags():
+    from timar_blender.engine.bundle import load_bundle
+
+    rec = load_bundle(Path(__file__).resolve().parents[1] / "timar_blender" / "model").recommended
+    assert rec.get("smoothing", 0) > 0  # the raw output of this model is jittery: the bundle smooths by default
+    demo = (Path(__file__).resolve().parents[1] / "scripts" / "demo.sh").read_text()
+    assert "--smoothing" not in demo
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [("smoothing=1e9", "recommended_options.smoothing"), ("smoothing", "OPTION=VALUE"), ("colour=2", "colour")],
+)
+def test_export_refuses_a_bad_recommendation_before_reading_the_checkpoint(tmp_path, item, message):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "model_export", "export", "--checkpoint", str(tmp_path / "none.pth"),
+         "--out", str(tmp_path / "b"), "--recommend", item],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "b").exists()

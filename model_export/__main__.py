@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
+
+from timar_blender.engine.settings import SettingsError, parse_recommended
 
 from .config import PAPER_PRESETS
 
@@ -41,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON describing the training data (e.g. the corpus's corpus.json), stored in the manifest",
     )
     e.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
+    e.add_argument(
+        "--recommend",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="an option this model looks best with (e.g. smoothing=2), stored as the bundle's default; repeatable",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("model_export").setLevel(logging.INFO)  # not the exporter's pass-by-pass chatter
@@ -62,6 +72,19 @@ def _export(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .export import check_out_folder, export_bundle
     from .speech import build_speech_features
 
+    recommended: dict = {}
+    for item in args.recommend:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--recommend {item!r}: expected OPTION=VALUE")
+        try:
+            recommended[key.strip()] = json.loads(value)
+        except ValueError:
+            recommended[key.strip()] = value
+    try:
+        parse_recommended({"recommended_options": recommended}, "--recommend")
+    except SettingsError as exc:
+        p.error(str(exc))
     check_out_folder(args.out, args.force)  # before the slow part
     ck = load_checkpoint(args.checkpoint, use_ema=not args.raw_weights, preset_name=args.preset)
     features = build_speech_features(ck.config, args.wav2vec2)
@@ -81,7 +104,6 @@ def _export(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "config": ck.config.to_dict(),
     }
     if args.provenance_file is not None:
-        import json
 
         try:
             source["training_data"] = json.loads(args.provenance_file.read_text())
@@ -97,6 +119,7 @@ def _export(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         check=not args.no_check,
         fp16=args.fp16,
         force=args.force,
+        recommended=recommended,
     )
     print(f"wrote {args.out}")
     if "parity" in manifest:

@@ -35,6 +35,7 @@ from timar_blender.engine.bundle import FORMAT, GRAPHS, VERSION, sha256_of
 from timar_blender.engine.contract import CHANNEL_NAMES
 from timar_blender.engine.layout import SEPARATORS
 from timar_blender.engine.schedule import DiffusionCoefficients
+from timar_blender.engine.settings import parse_recommended
 
 from .model import Timar
 
@@ -336,6 +337,7 @@ def export_bundle(
     check: bool = True,
     fp16: bool = False,
     force: bool = False,
+    recommended: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the bundle to ``out`` (a previous bundle there is replaced atomically; any other
     non-empty folder is refused unless ``force``) and return its manifest."""
@@ -420,6 +422,10 @@ def export_bundle(
             "precision": "fp16" if fp16 else "fp32",
             "opset": OPSET,
         }
+        if recommended:
+            # the options this model looks best with: the defaults of panel, headless, batch and live mode
+            manifest["recommended_options"] = dict(recommended)
+            parse_recommended(manifest, str(out / "manifest.json"))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if check:
             manifest["parity"] = parity_report(model, speech_features, tmp)
