@@ -71,9 +71,17 @@ def test_the_models_recommendation_is_the_default_until_the_artist_sets_a_value(
     assert bpy.ops.timar.use_model_options() == {"FINISHED"}
     assert s.smoothing == 2.0
 
-    # the same graphs without recommendations, the same values set by hand: the same keys
+    # the bundled model (the same graphs; it recommends only its smoothing), the same values set by hand:
+    # the same keys
     s.model_path = ""
-    assert (s.smoothing, s.temperature) == (OPTIONS["smoothing"].default, OPTIONS["temperature"].default)
+    from timar_blender.engine.job import BUNDLED_MODEL
+    from timar_blender.engine.settings import read_recommended
+
+    shipped = read_recommended(BUNDLED_MODEL)
+    assert (s.smoothing, s.temperature) == (
+        shipped.get("smoothing", OPTIONS["smoothing"].default),
+        shipped.get("temperature", OPTIONS["temperature"].default),
+    )
     s.smoothing, s.temperature = 2.0, 0.5
     assert bpy.ops.timar.generate() == {"FINISHED"}
     np.testing.assert_array_equal(read_keys(s.character.data.shape_keys, JAW), recommended)
