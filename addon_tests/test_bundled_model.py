@@ -66,14 +66,6 @@ def test_bundled_model_moves_its_head_while_listening(dialogue, takes) -> None:
     assert max(head["std"]) > 0.3  # degrees: the listening head is not frozen
 
 
-def test_shipped_bundle_carries_its_recommended_options_and_the_demo_needs_no_flags():
-    from timar_blender.engine.bundle import load_bundle
-
-    rec = load_bundle(Path(__file__).resolve().parents[1] / "timar_blender" / "model").recommended
-    assert rec.get("smoothing", 0) > 0  # the raw output of this model is jittery: the bundle smooths by default
-    demo = (Path(__file__).resolve().parents[1] / "scripts" / "demo.sh").read_text()
-    assert "--smoothing" not in demo
-
 
 @pytest.mark.parametrize(
     ("item", "message"),
