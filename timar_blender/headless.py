@@ -186,10 +186,8 @@ def _batch_exports(defaults: dict, entry: dict, index: int) -> dict:
     return out
 
 
-def check_batch_files(entries: list[dict], defaults: dict, base: str | None, batch: Path) -> None:
-    """Before anything runs: export name patterns use only ``{name}``/``{index}``, and no two
-    dialogues write the same file, nor does one overwrite the input scene the next ones start from.
-    SettingsError naming the key and the dialogue."""
+def check_export_patterns(defaults: dict) -> None:
+    """Export name patterns hold only ``{name}``/``{index}`` in braces; SettingsError names the flag."""
     for key in EXPORTS:
         pattern = defaults.get(key)
         if pattern and ("{" in pattern or "}" in pattern):
@@ -198,6 +196,13 @@ def check_batch_files(entries: list[dict], defaults: dict, base: str | None, bat
             except (KeyError, IndexError, ValueError, AttributeError) as exc:
                 raise SettingsError(flag(key), f"'{pattern}' may only hold {{name}} and {{index}} in braces "
                                     f"({type(exc).__name__}: {exc})", "command line") from None
+
+
+def check_batch_files(entries: list[dict], defaults: dict, base: str | None, batch: Path) -> None:
+    """Before anything runs: export name patterns use only ``{name}``/``{index}``, and no two
+    dialogues write the same file, nor does one overwrite the input scene the next ones start from.
+    SettingsError naming the key and the dialogue."""
+    check_export_patterns(defaults)
     seen: dict[str, str] = {}
     for i, raw in enumerate(entries):
         where = f"{batch} [dialogue {i + 1}]"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.settings import SETTING_NAMES, SettingsError, check_values
-from ..headless import EXPORTS, NOT_PER_DIALOGUE, _batch_exports, dialogue_entry, flag
+from ..headless import EXPORTS, NOT_PER_DIALOGUE, _batch_exports, check_export_patterns, dialogue_entry, flag
 from .staging import sha256_of
 
 KEY_FORMAT = 1
@@ -75,14 +75,7 @@ def command_line(hargs) -> tuple[dict, dict]:
     defaults = {k: v for k, v in vars(hargs).items() if k not in (*SETTING_NAMES, *NOT_PER_DIALOGUE)}
     defaults["out"] = None
     defaults["fresh_scene"] = not getattr(hargs, "blend", None)  # as headless: a new character in an empty scene
-    for key in EXPORTS:
-        pattern = defaults.get(key)
-        if pattern and ("{" in pattern or "}" in pattern):
-            try:
-                pattern.format(name="name", index=1)
-            except (KeyError, IndexError, ValueError, AttributeError) as exc:
-                raise SettingsError(flag(key), f"'{pattern}' may only hold {{name}} and {{index}} in braces "
-                                    f"({type(exc).__name__}: {exc})", "command line") from None
+    check_export_patterns(defaults)
     return given, defaults
 
 
