@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_corpus_is_dualtalk_format_with_motion_for_both_speakers(tmp_path: Path) -> None:
-    summary = build(tmp_path, dialogues=2, seconds=12.0, seed=5)
+    summary = build(tmp_path, dialogues=2, seconds=12.0, seed=5, voices="tts")
     assert summary["dialogues"] == 2 and abs(summary["hours"] - 24 / 3600) < 1e-9
     assert json.loads((tmp_path / "corpus.json").read_text())["seed"] == 5
     report = scan_folder(tmp_path)  # strict: every speaker has audio and motion
@@ -29,7 +29,7 @@ def test_corpus_is_dualtalk_format_with_motion_for_both_speakers(tmp_path: Path)
         m = load_flame56(tmp_path / "dlg00005_speaker1.npz")
         assert np.array_equal(m[:, 50:53], z["pose"][:, 3:6]) and np.array_equal(m[:, 53:56], z["pose"][:, 0:3])
     again = tmp_path / "again"
-    build(again, dialogues=1, seconds=12.0, seed=5)
+    build(again, dialogues=1, seconds=12.0, seed=5, voices="tts")
     assert np.array_equal(
         load_flame56(again / "dlg00005_speaker2.npz"), load_flame56(tmp_path / "dlg00005_speaker2.npz")
     )
@@ -43,13 +43,13 @@ def test_fold_calibration_real_audio_and_shared_audio(tmp_path: Path) -> None:
         pytest.skip(f"{demo} is absent (../shared fixtures are not in a fresh clone)")
     calib = load_calibration()
     keep, other = sorted(calib["folds"])[1], sorted(calib["folds"])[0]
-    a = build(tmp_path / "a", dialogues=2, seconds=10.0, seed=7, fold=keep, real=True, jobs=2, demo=demo)
+    a = build(tmp_path / "a", dialogues=2, seconds=10.0, seed=7, fold=keep, real=True, jobs=2, demo=demo, voices="tts")
     conv = keep.rsplit("_speaker", 1)[0]
     assert a["calibration"] == keep and a["real_dialogues"] == [f"real_{conv}"]
     held_out = other.rsplit("_speaker", 1)[0]
     assert not list((tmp_path / "a").glob(f"real_{held_out}*")), "the held-out real conversation leaked in"
     assert len(scan_folder(tmp_path / "a").directions) == 6  # 2 synthetic + 1 real conversation, both sides
-    b = build(tmp_path / "b", dialogues=2, seconds=10.0, seed=7, fold=other, audio_from=tmp_path / "a")
+    b = build(tmp_path / "b", dialogues=2, seconds=10.0, seed=7, fold=other, audio_from=tmp_path / "a", voices="tts")
     assert b["calibration"] == other and b["real_dialogues"] == []
     wav = tmp_path / "b" / "dlg00007_speaker1.wav"
     assert wav.is_symlink() and wav.resolve() == (tmp_path / "a" / "dlg00007_speaker1.wav").resolve()

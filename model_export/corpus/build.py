@@ -1,12 +1,19 @@
-"""Build a training corpus in DualTalk layout: synthetic dialogues (``dialogue.py``) with FLAME-56
-motion for both speakers from the calibrated teacher (``teacher.py``).
+"""Build a training corpus in DualTalk layout: two-person dialogues with FLAME-56 motion for both
+speakers from the calibrated teacher (``teacher.py``).
 
-    python -m model_export.corpus.build OUT --dialogues 180 --seconds 60 --seed 0 --jobs 2 \
-        [--fold CLIP] [--real] [--audio-from OTHER_CORPUS]
+    python -m model_export.corpus.build OUT --dialogues 300 --seconds 40 --seed 0 --jobs 2 \
+        [--voices real|tts] [--tts-share 0.2] [--fold CLIP] [--real] [--audio-from OTHER_CORPUS]
+
+``--voices real`` (corpus v2, the default): LibriSpeech speakers mixed with TTS voices
+(``voices.py``), recorded as two microphones record them (room tone, bleed, room, phone line;
+``acoustics.py``); the clean tracks go to ``clean/<clip>_speaker{1,2}.flac`` and the teacher works on
+them and on the true timeline, while the model hears the recorded mix. ``--voices tts``: corpus v1's
+TTS-only dialogues (``dialogue.py``).
 
 Writes ``<clip>_speaker{1,2}.wav``, ``<clip>_speaker{1,2}.npz`` (``exp`` (T, 50), ``pose`` (T, 6) =
-[neck | jaw], as DualTalk stores them), ``<clip>_timeline.json``, and ``corpus.json`` with its size
-and make-up (hours, voices, share of speech / listening / overlap). Reproducible from the seed.
+[neck | jaw], as DualTalk stores them), ``<clip>_timeline.json``, and ``corpus.json`` with its size,
+make-up (hours, voices, share of speech / listening / overlap) and the sources' licences.
+Reproducible from the seed.
 
 ``--fold CLIP`` calibrates the teacher on that one real clip (see ``flame_calibration.json`` folds)
 so the other real clip stays unseen for evaluation; ``--real`` then adds only the real conversation
@@ -27,8 +34,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .dialogue import DEMO_DIR, add_real_dialogues, corpus_summary, write_dialogue
+from .dialogue import DEMO_DIR, _write_wav, add_real_dialogues, corpus_summary, write_dialogue
 from .teacher import load_calibration, teach
+from .voices import ATTRIBUTION
+
+CLEAN = "clean"  # sub-folder of the clean speech the teacher hears (the data loader ignores it)
 
 
 def write_motion(path: Path, motion: np.ndarray) -> None:
@@ -46,9 +56,23 @@ def fold_stats(calib: dict, fold: str | None) -> dict:
 
 
 def _read_tracks(folder: Path, clip: str) -> tuple[list[np.ndarray], dict]:
+    """The tracks the teacher hears: the clean speech when the corpus kept it, else the recording."""
     meta = json.loads((folder / f"{clip}_timeline.json").read_text())
-    tracks = [sf.read(folder / f"{clip}_speaker{k}.wav", dtype="float32")[0] for k in (1, 2)]
+    clean = [folder / CLEAN / f"{clip}_speaker{k}.flac" for k in (1, 2)]
+    paths = clean if all(p.exists() for p in clean) else [folder / f"{clip}_speaker{k}.wav" for k in (1, 2)]
+    tracks = [sf.read(p, dtype="float32")[0] for p in paths]
     return tracks, meta
+
+
+def write_real_voice_dialogue(folder: Path, clip: str, seed: int, seconds: float, tts_share: float) -> None:
+    from .voices import real_voice_dialogue
+
+    d = real_voice_dialogue("train-clean-100", seed, seconds, tts_share=tts_share)
+    (folder / CLEAN).mkdir(parents=True, exist_ok=True)
+    for k in range(2):
+        _write_wav(folder / f"{clip}_speaker{k + 1}.wav", d.tracks[k])
+        sf.write(folder / CLEAN / f"{clip}_speaker{k + 1}.flac", np.clip(d.clean[k], -1, 1), 16000, subtype="PCM_16")
+    (folder / f"{clip}_timeline.json").write_text(json.dumps(d.meta(), indent=1))
 
 
 def _teach_clip(folder: Path, clip: str, seed: int, stats: dict) -> None:
@@ -58,12 +82,21 @@ def _teach_clip(folder: Path, clip: str, seed: int, stats: dict) -> None:
     write_motion(folder / f"{clip}_speaker2.npz", m2)
 
 
-def _one(out: Path, seed: int, seconds: float, stats: dict, audio_from: Path | None) -> str:
+def _one(
+    out: Path, seed: int, seconds: float, stats: dict, audio_from: Path | None, voices: str, tts_share: float
+) -> str:
     clip = f"dlg{seed:05d}"
     if audio_from is None:
-        write_dialogue(out, clip, seed, seconds)
+        if voices == "real":
+            write_real_voice_dialogue(out, clip, seed, seconds, tts_share)
+        else:
+            write_dialogue(out, clip, seed, seconds)
     else:
-        for name in (f"{clip}_speaker1.wav", f"{clip}_speaker2.wav", f"{clip}_timeline.json"):
+        names = [f"{clip}_speaker1.wav", f"{clip}_speaker2.wav", f"{clip}_timeline.json"]
+        if (audio_from / CLEAN / f"{clip}_speaker1.flac").exists():
+            (out / CLEAN).mkdir(exist_ok=True)
+            names += [f"{CLEAN}/{clip}_speaker1.flac", f"{CLEAN}/{clip}_speaker2.flac"]
+        for name in names:
             src = (audio_from / name).resolve()
             if not src.exists():
                 raise FileNotFoundError(f"{src}: missing in the corpus given to --audio-from")
@@ -85,6 +118,8 @@ def build(
     jobs: int = 1,
     audio_from: Path | None = None,
     demo: Path = DEMO_DIR,
+    voices: str = "real",
+    tts_share: float = 0.2,
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     calib = calib or load_calibration()
@@ -93,7 +128,7 @@ def build(
     seeds = [seed + i for i in range(dialogues)]
     done = 0
     with ProcessPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        futures = [pool.submit(_one, out, s, seconds, stats, audio_from) for s in seeds]
+        futures = [pool.submit(_one, out, s, seconds, stats, audio_from, voices, tts_share) for s in seeds]
         for f in futures:
             clip = f.result()
             done += 1
@@ -115,10 +150,28 @@ def build(
         "synthetic_dialogues": dialogues,
         "real_dialogues": real_clips,
         "calibration": fold or "mean of all folds",
+        "sources": _sources(out, voices, tts_share, audio_from),
         "seconds_to_build": round(time.time() - t0, 1),
     }
     (out / "corpus.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _sources(out: Path, voices: str, tts_share: float, audio_from: Path | None) -> dict:
+    """What the corpus is made of, with licences: LibriSpeech speakers, TTS voices, acoustics."""
+    metas = [json.loads(p.read_text()) for p in sorted(out.glob("dlg*_timeline.json"))]
+    names = [v["name"] for m in metas for v in m.get("voices", [])]
+    real = sorted({n for n in names if n.startswith("librispeech:")})
+    src: dict = {
+        "voices": voices if audio_from is None else f"audio from {audio_from}",
+        "tts_voices": {"engines": "espeak-ng (GPL-3.0), flite (BSD-like)", "count": len(set(names) - set(real))},
+    }
+    if real:
+        src["librispeech"] = {**ATTRIBUTION, "speakers": len(real), "split": "train-clean-100"}
+        src["tts_share"] = tts_share
+        src["acoustics"] = ("acoustics.degrade_pair profile 'train': room tone from real silences' spectra, "
+                            "partner bleed, reverberation, telephone band, gain, clipping")
+    return src
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fold", default=None, help="calibrate the teacher on this real clip only")
     p.add_argument("--real", action="store_true", help="add the real demo conversation(s) allowed by --fold")
     p.add_argument("--audio-from", type=Path, default=None, help="reuse this corpus's audio (linked)")
+    p.add_argument("--voices", choices=("real", "tts"), default="real",
+                   help="real: LibriSpeech + TTS voices recorded with room tone and bleed (v2); tts: v1")
+    p.add_argument("--tts-share", type=float, default=0.2, help="share of --voices real speakers given a TTS voice")
     args = p.parse_args(argv)
     s = build(
         args.out,
@@ -141,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         real=args.real,
         jobs=args.jobs,
         audio_from=args.audio_from,
+        voices=args.voices,
+        tts_share=args.tts_share,
     )
     shares = {k: round(v, 3) for k, v in s.items() if isinstance(v, float) and k != "hours"}
     print(f"{s['dialogues']} dialogues, {s['hours']:.2f} h, {len(s['voices'])} voices, {shares}, "
