@@ -11,6 +11,8 @@ from typing import Any
 from timar_blender.engine.contract import ModelInfo
 
 POSITION_SCHEMES = ("window", "turn_relative")
+AUDIO_NORMALIZATIONS = ("file", "none")
+MASK_SCHEMES = ("window", "mixed")
 # smallest per-channel std used for normalisation: a (nearly) constant channel is not blown up
 MOTION_STD_FLOOR = 1e-3
 
@@ -54,8 +56,24 @@ class TimarConfig:
     # training
     mask_ratio_min: float = 0.7
     cond_drop_prob: float = 0.1
+    # which agent-motion tokens a training window masks: "window" = one MAR ratio (>= mask_ratio_min)
+    # over the whole window (the paper); "mixed" = that for a third of the samples, and for the rest an
+    # independent uniform ratio per turn, so the model also learns from turns whose own past motion is
+    # visible and from partly sampled turns (num_iter > 1, history agent motion visible at inference)
+    mask_scheme: str = "window"
     # log-mel speech encoder (speech_encoder == "logmel")
     logmel: dict[str, int] = field(default_factory=dict)
+    # audio the speech encoder hears: "file" = each track to zero mean / unit variance over the whole
+    # file (the official contract; a track of room tone looks as loud as speech); "none" = the samples
+    # as recorded in [-1, 1], so a quiet track stays quiet, and causal: live = streaming = offline
+    audio_normalization: str = "file"
+    # log-mel input norm: True = LayerNorm over each frame's bins (v1; erases the frame's level);
+    # False = fixed per-bin standardisation by speech at -26 dBFS + a learnable per-bin affine
+    # (speech.LevelPreservingNorm), so the level survives
+    logmel_frame_norm: bool = True
+    # training only: each track of each sample is made louder or quieter by U(-x, +x) dB (applied to
+    # the cached log-mel features, exactly), so a model that hears raw levels copes with mic gains
+    audio_gain_jitter_db: float = 0.0
     # motion normalisation: the network sees (frame - motion_mean) / motion_std per channel, so
     # jaw and neck (0.01-0.1 rad) weigh as much in the loss as expression (order 1). The statistics
     # come from the training data (train.py fills them in); off = raw FLAME units (official).
@@ -70,6 +88,18 @@ class TimarConfig:
             raise ValueError(f"unknown speech encoder {self.speech_encoder!r}")
         if self.speech_rate % 1 or self.speech_rate <= 0:
             raise ValueError("speech_rate must be a positive integer")
+        if self.mask_scheme not in MASK_SCHEMES:
+            raise ValueError(f"mask_scheme must be one of {MASK_SCHEMES}, got {self.mask_scheme!r}")
+        if self.audio_normalization not in AUDIO_NORMALIZATIONS:
+            raise ValueError(
+                f"audio_normalization must be one of {AUDIO_NORMALIZATIONS}, got {self.audio_normalization!r}"
+            )
+        if self.speech_encoder == "wav2vec2" and self.audio_normalization != "file":
+            raise ValueError("the wav2vec2 speech encoder needs audio_normalization 'file' (its contract)")
+        if not math.isfinite(self.audio_gain_jitter_db) or self.audio_gain_jitter_db < 0:
+            raise ValueError(f"audio_gain_jitter_db must be >= 0, got {self.audio_gain_jitter_db!r}")
+        if self.audio_gain_jitter_db and self.speech_encoder != "logmel":
+            raise ValueError("audio_gain_jitter_db works on log-mel features: it needs speech_encoder 'logmel'")
         if self.position not in POSITION_SCHEMES:
             raise ValueError(f"position must be one of {POSITION_SCHEMES}, got {self.position!r}")
         if self.position == "turn_relative" and not self.turn_causal:
@@ -212,7 +242,12 @@ CPU_PRESETS: dict[str, dict[str, Any]] = {
 CPU_PRESETS["timar_cpu_bundle"] = dict(CPU_PRESETS["timar_cpu_small"], depth=3)
 # model v2: the bundle's size with turn-relative positions (cacheable backbone, issue 15) and
 # normalised motion (issue 16)
-CPU_PRESETS["timar_cpu_v2"] = dict(CPU_PRESETS["timar_cpu_bundle"], position="turn_relative", motion_norm=True)
+CPU_PRESETS["timar_cpu_v2"] = dict(
+    CPU_PRESETS["timar_cpu_bundle"], position="turn_relative", motion_norm=True, mask_scheme="mixed"
+)
+# ... and a level-preserving, causal audio path (issue 11): raw samples, log-mel standardised by fixed
+# speech statistics instead of per frame, trained with +-6 dB gain jitter per track
+CPU_PRESETS["timar_cpu_v2"].update(audio_normalization="none", logmel_frame_norm=False, audio_gain_jitter_db=6.0)
 
 # Paper-run settings that differ from the dataclass defaults when a preset is named.
 _PAPER_RUN = dict(token_dim=1024, speech_feature_dim=1024, head_depth=3, head_width=1024)

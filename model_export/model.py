@@ -51,7 +51,11 @@ class Timar(nn.Module):
         if cfg.speech_encoder == "logmel":
             m = cfg.logmel
             self.speech_frontend: nn.Module | None = LogMelFrontend(
-                m["n_mels"], m["channels"], cfg.speech_feature_dim, cfg.frames_per_turn
+                m["n_mels"],
+                m["channels"],
+                cfg.speech_feature_dim,
+                cfg.frames_per_turn,
+                level_norm=None if cfg.logmel_frame_norm else (cfg.speech_rate, m["n_fft"], m["hop"]),
             )
         else:
             self.speech_frontend = None
@@ -225,6 +229,29 @@ class Timar(nn.Module):
         """One call of the diffusion MLP: (N, 56), original timesteps (N,), (N, width) -> (N, 112)."""
         return self.diffloss.net(x, t, c)
 
+    def training_mask(self, b: int, c: int, n_agent: int, device: torch.device) -> torch.Tensor:
+        """(B, n_agent) bool: which agent-motion tokens of each sample are masked (and predicted).
+
+        "window": MAR masking, one ratio per batch (>= mask_ratio_min), a random subset per sample.
+        "mixed": a third of the samples as "window"; the others draw a ratio ~ U(0, 1] per turn and
+        mask that share of the turn's frames (at least one), so visible own-past turns and partly
+        sampled turns are in the training distribution."""
+        cfg = self.cfg
+        ratio = truncated_normal_ratio(cfg.mask_ratio_min)
+        n_mask = math.ceil(n_agent * ratio)
+        scores = torch.rand(b, n_agent, device=device)
+        sel = torch.zeros(b, n_agent, dtype=torch.bool, device=device)
+        sel.scatter_(1, scores.argsort(dim=1)[:, :n_mask], True)
+        if cfg.mask_scheme == "window":
+            return sel
+        f = n_agent // c
+        per_turn_ratio = 1.0 - torch.rand(b, c, 1, device=device)  # (0, 1]
+        n_turn = torch.ceil(per_turn_ratio * f)  # frames masked per turn, >= 1
+        rank = torch.rand(b, c, f, device=device).argsort(dim=2).argsort(dim=2).to(n_turn.dtype)
+        per_turn = (rank < n_turn).reshape(b, n_agent)
+        use_window = torch.rand(b, 1, device=device) < 1.0 / 3.0
+        return torch.where(use_window, sel, per_turn)
+
     # ------------------------------------------------------------------ training
     def forward(
         self,
@@ -258,12 +285,7 @@ class Timar(nn.Module):
         agent_idx = torch.from_numpy(np.flatnonzero(np.tile(lay.token_type, c) == AGENT_MOTION)).to(device)
         n_agent = agent_idx.numel()
 
-        # MAR masking of agent-motion tokens only: one ratio per batch, a random subset per sample
-        ratio = truncated_normal_ratio(cfg.mask_ratio_min)
-        n_mask = math.ceil(n_agent * ratio)
-        scores = torch.rand(b, n_agent, device=device)
-        masked_sel = torch.zeros(b, n_agent, dtype=torch.bool, device=device)
-        masked_sel.scatter_(1, scores.argsort(dim=1)[:, :n_mask], True)
+        masked_sel = self.training_mask(b, c, n_agent, device)
         mask = torch.zeros(b, t, dtype=torch.bool, device=device)
         mask[:, agent_idx] = masked_sel
 
