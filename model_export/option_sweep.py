@@ -1,0 +1,119 @@
+"""Choose a bundle's recommended sampling options by measurement: run the behaviour benchmark for
+every combination of the given option values and rank them by the goals they miss.
+
+    python -m model_export.option_sweep --bundle DIR --grid num_iter=1,4 mask_history_agent=true,false \\
+        temperature=0.8,1.0 [--cases librispeech pure dualtalk] [--seeds 0 1 2] [--json sweep.json]
+
+Ranking: fewest failed (case, goal) verdicts, then the smallest summed shortfall (each failed value's
+distance to its goal, divided by the goal's bound). The best combination is printed as the
+``--recommend`` flags of ``python -m model_export export`` (what it differs in from the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import behaviour
+from . import behaviour_measures as bm
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["num_iter=1,4", "mask_history_agent=true,false"]`` -> values checked by the settings table."""
+    from timar_blender.engine.settings import OPTIONS
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or name not in OPTIONS:
+            raise SystemExit(f"--grid {item!r}: expected OPTION=V1,V2,... with OPTION one of {sorted(OPTIONS)}")
+        opt = OPTIONS[name]
+        grid[name] = [opt.check(_literal(v), "--grid", name) for v in values.split(",")]
+    return grid
+
+
+def _literal(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def shortfall(key: str, value: float | None) -> float:
+    """How far a failed value is from its goal, relative to the goal's bound (0 when it passes)."""
+    g = bm.GOALS[key]
+    if value is None or g.passes(value):
+        return 0.0
+    if g.low is not None and value < g.low:
+        return (g.low - value) / max(abs(g.low), 1e-9)
+    return (value - g.high) / max(abs(g.high), 1e-9)
+
+
+def score(entry: dict) -> tuple[int, float, list[str]]:
+    """(failed verdicts, summed shortfall, "case: key value" of each failure) of one source entry."""
+    fails, total, where = 0, 0.0, []
+    for case, r in entry["cases"].items():
+        for key, ok in r["verdicts"].items():
+            if ok is False:
+                fails += 1
+                v = r["values"][key]
+                total += shortfall(key, v)
+                where.append(f"{case}: {key} {v:.3g}")
+    return fails, total, where
+
+
+def sweep(bundle: str, grid: dict[str, list[Any]], cases: list, seeds: list[int], threads: int = 0,
+          log=print) -> list[dict]:
+    from timar_blender.engine import settings
+
+    rows = []
+    names = list(grid)
+    for combo in itertools.product(*(grid[n] for n in names)):
+        values = dict(zip(names, combo))
+        src = behaviour.BundleSource(bundle, threads=threads, name=" ".join(f"{k}={v}" for k, v in values.items()))
+        src.settings = settings.resolve(values, settings.read_recommended(Path(src.folder)) if src.folder else {})
+        report = behaviour.run_benchmark([src], cases, seeds)
+        entry = report["sources"][src.name]
+        fails, total, where = score(entry)
+        row = {"options": values, "fails": fails, "shortfall": round(total, 4), "failures": where,
+               "summary": entry["summary"], "turn_latency_ms": entry.get("turn_latency_ms")}
+        rows.append(row)
+        log(f"{src.name}: {fails} failed, shortfall {total:.3f}  {'; '.join(where[:6])}")
+    rows.sort(key=lambda r: (r["fails"], r["shortfall"]))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m model_export.option_sweep", description=__doc__.split("\n")[0])
+    p.add_argument("--bundle", default="", help="model bundle folder (default: the bundled model)")
+    p.add_argument("--grid", nargs="+", required=True, help="OPTION=V1,V2,... (settings names)")
+    p.add_argument("--cases", nargs="+", choices=behaviour.CASE_GROUPS, default=list(behaviour.CASE_GROUPS))
+    p.add_argument("--dialogues", type=int, nargs="+", default=[0, 1], help="held-out LibriSpeech dialogue seeds")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    grid = parse_grid(args.grid)
+    cases = behaviour.default_cases(dialogues=args.dialogues, seconds=args.seconds, groups=args.cases)
+    rows = sweep(args.bundle, grid, cases, args.seeds, args.threads)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    best = rows[0]
+    flags = " ".join(f"--recommend {k}={str(v).lower() if isinstance(v, bool) else v}"
+                     for k, v in best["options"].items())
+    print(f"best: {best['options']} ({best['fails']} failed verdicts)\n{flags}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
