@@ -23,7 +23,9 @@ from timar_blender.engine.audio import load_audio
 from timar_blender.engine.capture import CaptureError, WaveSource, choose_rate
 from timar_blender.engine.dialogue import generate_dialogue
 from timar_blender.engine.live import LiveSession, latency_stats
+from timar_blender.engine import settings
 from timar_blender.engine.sampler import SamplingOptions
+from timar_blender.engine.take import TakePipeline
 
 RATE = 16_000
 OPTS = SamplingOptions(seed=5, context_turns=3)
@@ -231,7 +233,11 @@ def test_live_mode_on_a_virtual_capture_device(backend, user, agent, tmp_path: P
     np.testing.assert_array_equal(captured, pcm16[:48_000] / np.float32(32768))
     agent_used = np.zeros(len(captured), np.float32)
     agent_used[:len(agent)] = agent
-    expected = generate_dialogue(backend, captured, agent_used, None, OPTS, normalization="running").motion
+    # what Stop keys: the scene's settings over the bundle's recommended options, through the take pipeline
+    used = settings.resolve({"seed": OPTS.seed, "context_turns": OPTS.context_turns},
+                            settings.read_recommended(job.BUNDLED_MODEL))
+    raw = generate_dialogue(backend, captured, agent_used, None, used.sampling_options(), normalization="running")
+    expected = TakePipeline.from_settings(used).motion(raw.motion)
     offsets, values = at_scene_frames(expected, 25.0, b["fps"])
     np.testing.assert_allclose(arr["keys_frames"], 5 + offsets, atol=1e-4)
     np.testing.assert_allclose(arr["keys_exp"], values[:, :50], atol=1e-5)
