@@ -130,7 +130,7 @@ def scan_folder(
 
 @dataclass
 class Conversation:
-    """A direction's loaded data: per-file normalised 16 kHz audio and FLAME-56 motion."""
+    """A direction's loaded data: 16 kHz audio (normalised as the model hears it) and FLAME-56 motion."""
 
     direction: Direction
     user_audio: np.ndarray
@@ -157,7 +157,13 @@ def _check_length(wav: Path, n_samples: int, npz: Path, n_frames: int, fps: int,
         )
 
 
-def load_conversation(d: Direction, fps: int = 25, rate: int = 16_000, normalize: bool = True) -> Conversation:
+def load_conversation(
+    d: Direction, fps: int = 25, rate: int = 16_000, normalize: bool | str = True
+) -> Conversation:
+    """``normalize``: the model's ``audio_normalization`` — "file" (or True: each track to zero mean /
+    unit variance over the file) or "none" (or False: the samples as recorded)."""
+    if normalize not in (True, False, "file", "none"):
+        raise ValueError(f"normalize must be 'file', 'none', True or False, got {normalize!r}")
     try:
         ua, aa = load_audio(d.user_wav, target_rate=rate), load_audio(d.agent_wav, target_rate=rate)
     except AudioError as exc:
@@ -173,7 +179,7 @@ def load_conversation(d: Direction, fps: int = 25, rate: int = 16_000, normalize
         _check_length(d.agent_wav, len(aa), d.agent_npz, len(am), fps, rate)
     if um is not None:
         _check_length(d.user_wav, len(ua), d.user_npz, len(um), fps, rate)
-    if normalize:
+    if normalize in (True, "file"):
         ua, aa = normalize_per_file(ua), normalize_per_file(aa)
     return Conversation(d, ua, aa, am, um)
 

@@ -1,14 +1,17 @@
 """Speech encoders behind one interface.
 
-A speech encoder turns 1-s chunks of normalised 16 kHz audio into frame features, each chunk on
-its own (so a stream can be encoded as it arrives). Two kinds:
+A speech encoder turns 1-s chunks of 16 kHz audio into frame features, each chunk on its own (so a
+stream can be encoded as it arrives). The audio is normalised per file (the official contract) or, for
+models with ``audio_normalization="none"``, raw samples in [-1, 1]. Two kinds:
 
 * ``Wav2Vec2Features``: the official path with a frozen ``Wav2Vec2Model`` loaded from a local
   folder: conv features -> linear interpolation to F frames (align_corners) -> feature
   projection -> transformer encoder -> last hidden state. Its weights are not in TIMAR's
   checkpoint.
 * ``LogMelFeatures``: fixed log-mel filterbank features that need no pretrained weights; the
-  trainable part (``LogMelFrontend``) lives inside the TIMAR model as ``speech_frontend``.
+  trainable part (``LogMelFrontend``) lives inside the TIMAR model as ``speech_frontend``. Its input
+  norm is either a LayerNorm per frame (``logmel_frame_norm``, the v1 models: it erases each frame's
+  level) or ``LevelPreservingNorm`` (fixed per-bin standardisation + learnable affine: level survives).
 
 Both are ``nn.Module``s, so training (feature caching), sampling and ONNX export run the very
 same code.
@@ -115,13 +118,55 @@ class LogMelFeatures(nn.Module):
         return torch.log(mel + 1e-5).transpose(1, 2)
 
 
-class LogMelFrontend(nn.Module):
-    """Trainable part of the log-mel encoder: (B, L, n_mels) -> (B, F, feature_dim)."""
+LOGMEL_EPS = 1e-5  # the floor LogMelFeatures adds to the mel power before the log
 
-    def __init__(self, n_mels: int, channels: int, out_dim: int, frames: int) -> None:
+
+def logmel_gain(feats: torch.Tensor, gain_db: torch.Tensor | float) -> torch.Tensor:
+    """Log-mel features of the same audio ``gain_db`` louder: exact for ``LogMelFeatures`` (the power
+    scales by 10^(gain/10) under the floor), so a training gain augmentation can work on cached
+    features. ``gain_db`` broadcasts against ``feats`` (e.g. (B, 1, 1, 1) per track)."""
+    power = torch.clamp(torch.exp(feats.float()) - LOGMEL_EPS, min=0.0)
+    g = torch.as_tensor(gain_db, dtype=torch.float32, device=feats.device)
+    return torch.log(power * torch.pow(10.0, g / 10.0) + LOGMEL_EPS).to(feats.dtype)
+
+
+class LevelPreservingNorm(nn.Module):
+    """(..., n_mels) log-mel -> fixed per-bin standardisation, then a learnable per-bin affine.
+
+    Unlike a LayerNorm over each frame, this keeps the frame's level: room tone at -60 dBFS stays
+    ~3 std under speech instead of looking like speech. The constants are the log-mel statistics of
+    speech at -26 dBFS (``model_export.logmel_level``); they are part of the model's definition (not
+    in the state dict, like the mel filterbank) and must never change. Parameter names and shapes are
+    LayerNorm's (``weight``, ``bias``), so both norms fit one state-dict layout.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int) -> None:
+        super().__init__()
+        from .logmel_level import speech_logmel_stats
+
+        mean, std = speech_logmel_stats(sample_rate, n_fft, hop, n_mels)
+        self.register_buffer("level_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("level_inv_std", 1.0 / torch.tensor(std, dtype=torch.float32), persistent=False)
+        self.weight = nn.Parameter(torch.ones(n_mels))
+        self.bias = nn.Parameter(torch.zeros(n_mels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.level_mean) * self.level_inv_std * self.weight + self.bias
+
+
+class LogMelFrontend(nn.Module):
+    """Trainable part of the log-mel encoder: (B, L, n_mels) -> (B, F, feature_dim).
+
+    ``level_norm``: None = LayerNorm per frame (v1: erases the level); else the (sample_rate, n_fft,
+    hop) of the features, for ``LevelPreservingNorm``.
+    """
+
+    def __init__(
+        self, n_mels: int, channels: int, out_dim: int, frames: int, level_norm: tuple[int, int, int] | None = None
+    ) -> None:
         super().__init__()
         self.frames = frames
-        self.norm = nn.LayerNorm(n_mels)
+        self.norm: nn.Module = nn.LayerNorm(n_mels) if level_norm is None else LevelPreservingNorm(*level_norm, n_mels)
         self.convs = nn.Sequential(
             nn.Conv1d(n_mels, channels, 3, padding=1),
             nn.GELU(),

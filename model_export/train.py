@@ -30,7 +30,7 @@ from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_file, 
 from .config import MOTION_STD_FLOOR, PRESET_NAMES, TimarConfig, preset
 from .data import WindowDataset, load_conversation, scan_folder
 from .model import Timar
-from .speech import build_speech_features
+from .speech import build_speech_features, logmel_gain
 
 log = logging.getLogger("model_export.train")
 
@@ -120,6 +120,15 @@ def motion_statistics(convs: list, floor: float = MOTION_STD_FLOOR) -> tuple[np.
     conversation appears in both directions, so this covers every speaker)."""
     frames = np.concatenate([c.agent_motion for c in convs if c.agent_motion is not None]).astype(np.float64)
     return frames.mean(0), np.maximum(frames.std(0), floor)
+
+
+def jitter_gain(user: torch.Tensor, agent: torch.Tensor, cfg: TimarConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached log-mel features (B, C, L, n_mels) of both tracks, each track of each sample made
+    U(-audio_gain_jitter_db, +audio_gain_jitter_db) dB louder (one gain for the whole window, drawn
+    from the global RNG, which a resume restores)."""
+    x = cfg.audio_gain_jitter_db
+    gains = (torch.rand(2, user.shape[0], 1, 1, 1) * 2 - 1) * x
+    return logmel_gain(user, gains[0].to(user.device)), logmel_gain(agent, gains[1].to(agent.device))
 
 
 def build_config(args: argparse.Namespace) -> TimarConfig:
@@ -236,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     convs = []
     for folder in args.data:
         report = scan_folder(folder, allow_missing_motion=args.allow_missing_motion)
-        convs += [load_conversation(d, cfg.motion_fps, cfg.speech_rate) for d in report.directions]
+        convs += [
+            load_conversation(d, cfg.motion_fps, cfg.speech_rate, cfg.audio_normalization) for d in report.directions
+        ]
     if cfg.motion_norm and cfg.motion_mean is None:
         # a fresh normalised model (or one initialised from a raw-unit model): statistics of this data;
         # a resumed or initialised normalised model keeps the ones it was trained with
@@ -362,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             for g in optimizer.param_groups:
                 g["lr"] = cur_lr
             b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
+            if cfg.audio_gain_jitter_db:
+                b["user_speech"], b["agent_speech"] = jitter_gain(b["user_speech"], b["agent_speech"], cfg)
             with autocast:
                 loss = ddp_model(
                     b["user_speech"], b["agent_speech"], b["user_motion"], b["agent_motion"], b["user_motion_present"]
