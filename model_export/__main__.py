@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="OPTION=VALUE",
         help="an option this model looks best with (e.g. smoothing=2), stored as the bundle's default; repeatable",
     )
+    e.add_argument(
+        "--save-weights",
+        type=Path,
+        help="also write the exported (EMA) PyTorch weights with their config to this .pth: a few MB that "
+        "training can start from (--init) and users can fine-tune",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("model_export").setLevel(logging.INFO)  # not the exporter's pass-by-pass chatter
@@ -122,6 +128,11 @@ def _export(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         recommended=recommended,
     )
     print(f"wrote {args.out}")
+    if args.save_weights is not None:
+        from .checkpoint import save_weights
+
+        save_weights(args.save_weights, ck)
+        print(f"wrote {args.save_weights} ({ck.weights} weights, {args.save_weights.stat().st_size / 1e6:.1f} MB)")
     if "parity" in manifest:
         errors = manifest["parity"]["max_abs_error"]
         worst = max(errors.values())

@@ -206,3 +206,11 @@ def save_checkpoint(path: str | Path, config: TimarConfig, model_sd: dict, ema_s
         tmp,
     )
     tmp.replace(path)
+
+
+def save_weights(path: str | Path, ck: LoadedCheckpoint) -> None:
+    """Only the weights a bundle was exported from (no optimizer, no second copy) with their config:
+    the small checkpoint shipped beside the bundle, loadable by ``load_checkpoint`` and ``train --init``."""
+    sd = {k: v.detach().clone() for k, v in ck.model.state_dict().items()}
+    extra = {"epoch": ck.epoch} if ck.epoch is not None else {}
+    save_checkpoint(path, ck.config, sd, None, exported_from=ck.path.name, weights=ck.weights, **extra)
