@@ -173,7 +173,8 @@ def test_the_card_shows_the_behaviour_benchmark_with_verdicts_beside_the_baselin
 
 
 def test_the_licence_section_attributes_librispeech_and_lists_the_corpus(bench: dict) -> None:
-    corpus = {"dialogues": 400, "hours": 6.7, "voices": ["espeak:en-us+f1", "ls:19"], "sources": {
+    corpus = {"dialogues": 400, "hours": 6.7, "voices": ["espeak:en-us+f1", "ls:19"],
+              "calibration": "mean of all folds", "sources": {
         "tts_voices": {"engines": "espeak-ng (GPL-3.0), flite (BSD-like)", "count": 61}, "tts_share": 0.2,
         "librispeech": {**ATTRIBUTION, "speakers": 238, "split": "train-clean-100"},
         "acoustics": "room tone and bleed"}}
@@ -185,11 +186,13 @@ def test_the_licence_section_attributes_librispeech_and_lists_the_corpus(bench: 
     assert "espeak-ng (GPL-3.0), flite (BSD-like)" in section and "`clipA`, `clipB`" in section
     assert "238 real LibriSpeech speakers (train-clean-100); 61 TTS voices" in text
     assert "real LibriSpeech voices and TTS voices" in text
+    assert "**Caveat:** the shipped model's training corpus calibrated its teacher on `mean of all folds`" in text
     tts_only = {"dialogues": 201, "hours": 3.3, "voices": ["espeak:en-us+f1"]}  # a v1 corpus: no sources
     text = card_render.render(_card(bench, training_data=tts_only, licences=model_card.licences(tts_only, [])))
     section = text.split("## Licences")[1].split("\n## ")[0]
     assert "CC BY 4.0" in section and "held out; not trained on" in section  # the benchmark's test-other
-    assert "dialogues of TTS voices" in text and "Make-up" not in text
+    assert "dialogues of TTS voices" in text and "Make-up" not in text and "Caveat" not in text
+    assert "teacher calibrated on one real DualTalk clip (`clipA_speaker1`)" in text
 
 
 def test_fold_arguments_and_default_options() -> None:

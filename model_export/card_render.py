@@ -106,11 +106,16 @@ def _training(c: dict) -> list[str]:
         if isinstance(src.get("librispeech"), dict)
         else "TTS voices (espeak-ng, flite)"
     )
+    calibrated = data.get("calibration") or ship
+    on = (
+        f"one real DualTalk clip (`{ship}`), plus that clip's conversation audio where listed below"
+        if calibrated == ship
+        else f"`{calibrated}` of the real DualTalk clips"
+    )
     out.append(
         "**Provenance.** Trained from scratch (no third-party weights) on a two-person corpus built by "
         f"`python -m model_export.corpus.build`: dialogues of {voices} with FLAME motion from a rule-based "
-        f"teacher calibrated on one real DualTalk clip (`{ship}`), plus that clip's conversation audio where listed "
-        "below. No DualTalk motion is used as a training target. "
+        f"teacher calibrated on {on}. No DualTalk motion is used as a training target. "
         f"Checkpoint SHA-256 `{c.get('checkpoint_sha256', '')[:16]}…`.\n"
     )
     if data:
@@ -194,8 +199,10 @@ def _benchmark(card: dict) -> list[str]:
         "Every measure of `../shared/docs/motion-behaviour.md` on held-out real material (never trained on), "
         "by `model_export.behaviour`: the shipped bundle run through the engine exactly as Generate runs it "
         "(**model**), the **energy baseline** (jaw from the speech level, head still: a model has to match it "
-        "on the jaw and beat it on the head) and the **real person** rows (the DualTalk clips' tracked motion). "
-        f"Seeds {', '.join(map(str, bench['seeds']))}."
+        "on the jaw and beat it on the head) and the **real person** rows (the DualTalk clips' tracked motion)"
+        + ("; the **teacher** that made the training targets (on clean speech and the true timeline where the case "
+           "has them) is the upper bound of what the model can learn" if "teacher" in bench["sources"] else "")
+        + f". Seeds {', '.join(map(str, bench['seeds']))}."
         + _not_held_out(card)
         + "\n",
         f"**Verdict:** the model passes {len(passed)} and fails {len(failed)} of the judged goals"
@@ -305,6 +312,13 @@ def render(card: dict) -> str:
         if n_folds == 1
         else ""
     )
+    calibrated = (c.get("training_data") or {}).get("calibration")
+    if calibrated and calibrated != c["shipped_clip"]:
+        single += (
+            f"**Caveat:** the shipped model's training corpus calibrated its teacher on `{calibrated}`, not on "
+            f"`{c['shipped_clip']}` alone, so the held-out clip informed the teacher's amplitudes and rhythms: its "
+            "rows are held out from training targets, not from calibration. "
+        )
     add(
         "The teacher is calibrated on real DualTalk clips, so each fold calibrates on one real clip (and may train "
         "on that conversation's audio) and is evaluated on the other real conversation, which it never saw. "
