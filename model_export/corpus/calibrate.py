@@ -11,7 +11,13 @@ energy of the speaker's own WAV, and measures per clip ("folds") and averaged ov
 * head (neck) motion talking vs listening: std and velocity std per axis, nod amplitude (95th
   percentile of the 0.5-3 Hz band of neck x), and over the whole clip the spectrum-peak frequency and
   the autocorrelation (1/e) time per axis;
-* frame-to-frame jitter: mean |second difference| of exp, jaw x and neck.
+* frame-to-frame jitter: mean |second difference| of exp, jaw x and neck;
+* ``phones``: the clip aligned the way the teacher sees speech (energy segments of the speaker's own
+  WAV -> pocketsphinx allphone -> mouth classes of ``phones.py``): per class the number of frames, the
+  mean jaw x and the mean exp offset from the closed mouth (frames outside the segments), with the
+  jaw's lead over the audio (the lead in 0..4 frames maximising r(jaw, level)). The clip-averaged
+  ``stats`` take the phone section of ``JAW_REFERENCE`` only (the other clip's FLAME jaw does not
+  follow its audio); each fold keeps its own clip's, so a fold never sees the held-out clip.
 
 CLI: ``python -m model_export.corpus.calibrate [--out PATH] [--demo DIR]``.
 """
@@ -35,6 +41,7 @@ RATE = 16000
 DEMO_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "dualtalk_demo"
 DEFAULT_OUT = Path(__file__).resolve().parent / "flame_calibration.json"
 N_MOUTH = 3
+JAW_REFERENCE = "xkHwlcDSOjc_sub_video_109_000_speaker1"  # the clip whose FLAME jaw follows its audio
 
 
 def frame_db(x: np.ndarray, n: int, rate: int = RATE, fps: int = FPS) -> np.ndarray:
@@ -149,6 +156,49 @@ def clip_stats(motion: np.ndarray, own_wav: np.ndarray) -> dict:
     }
 
 
+def phone_stats(motion: np.ndarray, own_wav: np.ndarray) -> dict:
+    """Per mouth class (``phones.CLASSES``): frames, mean jaw x and mean exp offset from the closed
+    mouth, the clip aligned as the teacher aligns speech (energy segments -> pocketsphinx phones)."""
+    from . import phones as P
+    from .dialogue import energy_segments
+
+    m = np.asarray(motion, np.float64)
+    n = len(m)
+    segs = energy_segments(np.asarray(own_wav, np.float32), 0)
+    ph = P.recognise(own_wav, [(s.start, s.end) for s in segs])
+    cls = P.class_track(ph, 4 * n)[np.arange(n) * 4 + 2]  # the 10-ms frame at each motion frame's centre
+    inside = np.zeros(n, bool)
+    centres = (np.arange(n) + 0.5) / FPS
+    for s in segs:
+        inside |= (centres >= s.start) & (centres < s.end)
+    closed = ~binary_dilation(inside, iterations=3)
+    jx, exp = m[:, 50], m[:, :50]
+    db = frame_db(own_wav, n)
+    rs = [np.corrcoef(jx[: n - lead], db[lead:])[0, 1] for lead in range(5)]
+    lead = int(np.argmax(rs))
+    jl, el, cl = jx[: n - lead], exp[: n - lead], cls[lead:]  # the mouth moves `lead` frames before the sound
+    rest_exp = np.median(exp[closed], axis=0) if closed.sum() > 10 else exp.mean(0)
+    per = {}
+    for k, name in enumerate(P.CLASSES):
+        sel = cl == k
+        per[name] = {
+            "frames": int(sel.sum()),
+            "jaw": float(jl[sel].mean()) if sel.any() else None,
+            "exp": (el[sel].mean(0) - rest_exp) if sel.any() else np.zeros(50),
+        }
+    talk_j = jx[inside] if inside.sum() > 10 else jx
+    return {
+        "method": "energy_segments of the own WAV -> pocketsphinx allphone -> class at each frame centre; "
+        "jaw/exp taken `lead_frames` before the sound (the mouth anticipates it)",
+        "lead_frames": lead,
+        "r_jaw_level": float(rs[lead]),
+        "jaw_rest": float(np.median(jx[closed])) if closed.sum() > 10 else float(np.percentile(jx, 10)),
+        "jaw_talk_p95": float(np.percentile(talk_j, 95)),
+        "exp_rest": rest_exp,
+        "classes": per,
+    }
+
+
 def _average(dicts: list):
     """Average numeric leaves of same-shaped dicts (the clip-averaged "stats")."""
     first = dicts[0]
@@ -179,17 +229,21 @@ def calibrate(demo: Path = DEMO_DIR) -> dict:
         x, sr = sf.read(wav, dtype="float64")
         if sr != RATE:
             raise ValueError(f"{wav}: expected {RATE} Hz, got {sr}")
-        folds[name] = clip_stats(load_flame56(npz), x)
-    stats = _average(list(folds.values()))
+        motion = load_flame56(npz)
+        folds[name] = clip_stats(motion, x)
+        folds[name]["phones"] = phone_stats(motion, x)
+    stats = _average([{k: v for k, v in f.items() if k != "phones"} for f in folds.values()])
     stats["frames"] = int(sum(f["frames"] for f in folds.values()))
+    if JAW_REFERENCE in folds:
+        stats["phones"] = {**folds[JAW_REFERENCE]["phones"], "clip": JAW_REFERENCE}
     return _r(
         {
-            "version": 1,
+            "version": 2,
             "fps": FPS,
             "layout": "exp[0:50] | jaw[50:53] | neck[53:56] (axis-angle, radians); neck x = nod (pitch)",
             "source": [f"dualtalk_demo/{n}.npz" for n in folds],
             "method": "talk = own-WAV frame energy above max(floor+12 dB, (p10+p97)/2), median 5, "
-            "dilated 0.2 s; stats = mean over folds",
+            "dilated 0.2 s; stats = mean over folds (phones: the jaw reference clip's)",
             "stats": stats,
             "folds": folds,
         }
