@@ -40,7 +40,7 @@ def engine_cases(case: dict, out: dict, arrays: dict) -> None:
     from timar_blender.engine import job
     from timar_blender.engine.audio import load_audio
     from timar_blender.engine.capture import CaptureError, SoundDeviceSource
-    from timar_blender.engine.dialogue import generate_dialogue
+    from timar_blender.engine.dialogue import generate_dialogue, live_normalization
     from timar_blender.engine.live import LiveSession
     from timar_blender.engine.sampler import SamplingOptions
 
@@ -56,7 +56,8 @@ def engine_cases(case: dict, out: dict, arrays: dict) -> None:
         arrays[f"{key}_user"], arrays[f"{key}_agent"], arrays[f"{key}_motion"] = (
             take.user_audio, take.agent_audio, take.motion)
         arrays[f"{key}_offline"] = generate_dialogue(
-            backend, take.user_audio, take.agent_audio, None, opts, normalization="running").motion
+            backend, take.user_audio, take.agent_audio, None, opts,
+            normalization=live_normalization(backend.info)).motion
     refused = {"missing": {"device": "no_such_microphone"}, "rate": {"device": "timar_wav", "rate": 768_000}}
     for key, kwargs in refused.items():
         try:

@@ -18,12 +18,11 @@ import soundfile as sf
 from blender_helpers import at_scene_frames, quaternions, same_rotations
 from conftest import ROOT, synth_speech
 
-from timar_blender.engine import job
+from timar_blender.engine import job, settings
 from timar_blender.engine.audio import load_audio
 from timar_blender.engine.capture import CaptureError, WaveSource, choose_rate
-from timar_blender.engine.dialogue import generate_dialogue
+from timar_blender.engine.dialogue import generate_dialogue, live_normalization
 from timar_blender.engine.live import LiveSession, latency_stats
-from timar_blender.engine import settings
 from timar_blender.engine.sampler import SamplingOptions
 from timar_blender.engine.take import TakePipeline
 
@@ -61,7 +60,8 @@ def run(session: LiveSession, timeout: float = 60.0):
 
 
 def offline(backend, take) -> np.ndarray:
-    return generate_dialogue(backend, take.user_audio, take.agent_audio, None, OPTS, normalization="running").motion
+    norm = live_normalization(backend.info)
+    return generate_dialogue(backend, take.user_audio, take.agent_audio, None, OPTS, normalization=norm).motion
 
 
 @pytest.mark.parametrize("realtime", [False, True])
@@ -236,7 +236,8 @@ def test_live_mode_on_a_virtual_capture_device(backend, user, agent, tmp_path: P
     # what Stop keys: the scene's settings over the bundle's recommended options, through the take pipeline
     used = settings.resolve({"seed": OPTS.seed, "context_turns": OPTS.context_turns},
                             settings.read_recommended(job.BUNDLED_MODEL))
-    raw = generate_dialogue(backend, captured, agent_used, None, used.sampling_options(), normalization="running")
+    raw = generate_dialogue(backend, captured, agent_used, None, used.sampling_options(),
+                            normalization=live_normalization(backend.info))
     expected = TakePipeline.from_settings(used).motion(raw.motion)
     offsets, values = at_scene_frames(expected, 25.0, b["fps"])
     np.testing.assert_allclose(arr["keys_frames"], 5 + offsets, atol=1e-4)

@@ -17,7 +17,7 @@ from timar_blender.blender import live  # noqa: E402
 from timar_blender.engine import job  # noqa: E402
 from timar_blender.engine.audio import load_audio  # noqa: E402
 from timar_blender.engine.capture import WaveSource  # noqa: E402
-from timar_blender.engine.dialogue import generate_dialogue  # noqa: E402
+from timar_blender.engine.dialogue import generate_dialogue, live_normalization  # noqa: E402
 from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("blender_addon")
@@ -76,8 +76,9 @@ def test_stop_keeps_the_take_next_to_the_blend_and_stashes_the_artists_action(sc
     captured = load_audio(wav)
     assert 1.6 <= len(captured) / RATE < 3.0
     np.testing.assert_array_equal(captured, user[: len(captured)])
-    expected = generate_dialogue(job.backend_for(""), captured, np.zeros_like(captured), None,
-                                 SamplingOptions(seed=2, context_turns=3), normalization="running").motion
+    be = job.backend_for("")
+    expected = generate_dialogue(be, captured, np.zeros_like(captured), None, SamplingOptions(seed=2, context_turns=3),
+                                 normalization=live_normalization(be.info)).motion
     offsets, values = at_scene_frames(expected, 25.0, 24.0)
     got = read_keys(key, 'key_blocks["Exp010"].value')
     np.testing.assert_allclose(got[:, 0], scene.timar.start_frame + offsets, atol=1e-4)
@@ -157,8 +158,9 @@ def test_arkit_demo_head_listens_live_and_keeps_the_take(user, tmp_path) -> None
     motion, fps, meta = take_motion(head)
     assert meta["rig"] == "ARKIT" and meta["seed"] == 4 and fps == 25.0
     captured = load_audio(next(tmp_path.glob("demo_live_*.wav")))
-    expected = generate_dialogue(job.backend_for(""), captured, np.zeros_like(captured), None,
-                                 SamplingOptions(seed=4, context_turns=3), normalization="running").motion
+    be = job.backend_for("")
+    expected = generate_dialogue(be, captured, np.zeros_like(captured), None, SamplingOptions(seed=4, context_turns=3),
+                                 normalization=live_normalization(be.info)).motion
     np.testing.assert_array_equal(motion, expected)
     assert run.pipeline.arkit is not None
     assert run.cmap.bones() == {"head": [len(run.cmap.targets) - 3 + i for i in range(3)]}

@@ -233,7 +233,7 @@ def test_turn_relative_normalised_training_lowers_the_loss(tmp_path: Path):
     s = _train(data, out, ["--preset", "timar_cpu_tiny", "--config", str(cfg_file), "--max-steps", "60"])
     assert math.isfinite(s["fixed_loss_after"]) and s["fixed_loss_after"] < 0.7 * s["fixed_loss_before"]
     ck = load_checkpoint(out / "checkpoint-last.pth")
-    convs = [load_conversation(d) for d in scan_folder(data).directions]
+    convs = [load_conversation(d, normalize=ck.config.audio_normalization) for d in scan_folder(data).directions]
     mean, std = motion_statistics(convs)
     assert ck.config.position == "turn_relative" and ck.config.motion_norm
     assert np.allclose(ck.config.motion_mean, mean, atol=1e-6) and np.allclose(ck.config.motion_std, std, atol=1e-6)

@@ -8,10 +8,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from timar_blender.engine.contract import ModelInfo
+from timar_blender.engine.contract import AUDIO_NORMALIZATION_MANIFEST, ModelInfo
 
 POSITION_SCHEMES = ("window", "turn_relative")
-AUDIO_NORMALIZATIONS = ("file", "none")
+AUDIO_NORMALIZATIONS = tuple(AUDIO_NORMALIZATION_MANIFEST)  # "file", "none"
 MASK_SCHEMES = ("window", "mixed")
 # smallest per-channel std used for normalisation: a (nearly) constant channel is not blown up
 MOTION_STD_FLOOR = 1e-3
@@ -170,6 +170,7 @@ class TimarConfig:
             kv_shape=(self.depth, self.num_heads, self.width // self.num_heads)
             if self.position == "turn_relative"
             else None,
+            audio_normalization=self.audio_normalization,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 
 Four graphs, each run by the engine's turn-by-turn loop:
 
-* ``speech_encoder``: one 1-s chunk of normalised 16 kHz audio (B, S) -> speech tokens (B, F, D);
+* ``speech_encoder``: one 1-s chunk of 16 kHz audio as the model hears it (B, S) -> speech tokens (B, F, D);
 * ``motion_encoder``: FLAME frames (N, 56) -> motion tokens (N, D);
 * ``backbone``: tokens (B, T, D) and agent mask (B, T) of a window of whole turns -> z (B, 4F+10, W)
   of its last turn, for any window up to the context length; the turn ids are implied by the
@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from timar_blender.engine.bundle import FORMAT, GRAPHS, VERSION, sha256_of
-from timar_blender.engine.contract import CHANNEL_NAMES
+from timar_blender.engine.contract import AUDIO_NORMALIZATION_MANIFEST, CHANNEL_NAMES
 from timar_blender.engine.layout import SEPARATORS
 from timar_blender.engine.schedule import DiffusionCoefficients
 from timar_blender.engine.settings import parse_recommended
@@ -398,11 +398,13 @@ def export_bundle(
                 "speech_encoder": cfg.speech_encoder,
                 "parameters": int(sum(p.numel() for p in model.parameters())),
             },
+            # what the speech encoder hears: per-file zero mean / unit variance (official), or "none"
+            # (raw samples in [-1, 1]: levels kept, causal)
             "audio": {
                 "sample_rate": cfg.speech_rate,
                 "channels": 1,
-                "normalization": "per_file_zero_mean_unit_variance",
-                "epsilon": 1e-7,
+                "normalization": AUDIO_NORMALIZATION_MANIFEST[cfg.audio_normalization],
+                **({"epsilon": 1e-7} if cfg.audio_normalization == "file" else {}),
             },
             "diffusion": diffusion_manifest(cfg.sampling_steps, cfg.noise_schedule, cfg.diffusion_steps),
             "channels": list(CHANNEL_NAMES[: cfg.motion_dim]),
@@ -457,6 +459,9 @@ def parity_report(model: Timar, speech_features: nn.Module, folder: Path, second
     report: dict[str, Any] = {}
     chunks = rng.standard_normal((3, cfg.samples_per_turn)).astype(np.float32)
     report["speech_encoder"] = float(np.abs(ort_be.encode_speech(chunks) - pt_be.encode_speech(chunks)).max())
+    if cfg.audio_normalization == "none":  # raw levels: also room-tone-quiet input (-60 dBFS, at the log floor)
+        quiet = chunks * np.float32(1e-3)
+        report["speech_encoder_quiet"] = float(np.abs(ort_be.encode_speech(quiet) - pt_be.encode_speech(quiet)).max())
     frames = rng.normal(0, 0.3, (25, cfg.motion_dim)).astype(np.float32)
     report["motion_encoder"] = float(np.abs(ort_be.encode_motion(frames) - pt_be.encode_motion(frames)).max())
     turns = min(3, cfg.max_context_turns)

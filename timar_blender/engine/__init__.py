@@ -35,6 +35,7 @@ _API: dict[str, str] = {
     "SamplingOptions": "sampler", "TurnSampler": "sampler", "Backend": "sampler",
     # generation
     "generate_dialogue": "dialogue", "DialogueStream": "dialogue", "DialogueMotion": "dialogue",
+    "live_normalization": "dialogue",
     "Cancelled": "dialogue", "Request": "job", "Result": "job", "run": "job", "backend_for": "job",
     "load_audio": "audio", "AudioError": "audio",
     # live input and files

@@ -29,7 +29,7 @@ from .bundle_checks import (
 )
 from .contract import CHANNEL_NAMES, ModelInfo
 from .layout import SEPARATORS
-from .model_variant import VariantError, backbone_fields
+from .model_variant import VariantError, audio_fields, backbone_fields
 from .schedule import DiffusionCoefficients
 from .settings import SettingsError, check_model_limits, parse_recommended
 
@@ -134,6 +134,8 @@ def _load_bundle(folder: Path, verify_hashes: bool) -> Bundle:
     )
     try:
         variant = backbone_fields(man, ints["width"], ints["motion_dim"], where)
+        _need(man, "audio", dict, where)
+        variant.update(audio_fields(man, where))
     except VariantError as exc:
         raise BundleError(str(exc)) from None
     info = ModelInfo(
@@ -161,9 +163,6 @@ def _load_bundle(folder: Path, verify_hashes: bool) -> Bundle:
         if not np.allclose(np.asarray(values, dtype=np.float64), getattr(coefs, key), rtol=1e-9):
             raise BundleError(f"{where} [diffusion]: '{key}' disagrees with the {info.noise_schedule} schedule")
     channels = check_channels(_need(man, "channels", list, where), CHANNEL_NAMES[: info.motion_dim], where)
-    audio = _need(man, "audio", dict, where)
-    if audio.get("normalization") != "per_file_zero_mean_unit_variance":
-        raise BundleError(f"{where} [audio]: unknown normalisation {audio.get('normalization')!r}")
     _need(man, "license", dict, where)
     _need(man, "source", dict, where)
     try:  # optional "recommended_options" (and default_sampling_steps): the defaults of every front end

@@ -49,6 +49,10 @@ def dualtalk_from_motion(motion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return motion[:, EXPRESSION], np.concatenate([motion[:, NECK], motion[:, JAW]], axis=1)
 
 
+# ModelInfo.audio_normalization -> the manifest's "audio.normalization"
+AUDIO_NORMALIZATION_MANIFEST = {"file": "per_file_zero_mean_unit_variance", "none": "none"}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the sampler needs to know about a model's shapes."""
@@ -69,6 +73,11 @@ class ModelInfo:
     # "turn_relative": the backend has ``backbone_step`` and history keys/values are cached
     position: str = "window"
     kv_shape: tuple[int, int, int] | None = None  # (layers, heads, head_dim) of the cached keys/values
+    # the audio the speech encoder expects (a key of AUDIO_NORMALIZATION_MANIFEST): "file" = each
+    # track at zero mean / unit variance over the whole file (official; live input approximates it
+    # with running statistics), "none" = the samples as recorded: a quiet track stays quiet, live =
+    # offline exactly
+    audio_normalization: str = "file"
 
     @property
     def fps(self) -> float:

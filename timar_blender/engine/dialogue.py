@@ -4,9 +4,11 @@ Offline (``generate_dialogue``): two whole speech tracks in, the agent's motion 
 (``DialogueStream``): push audio as it arrives, get each turn's frames as soon as both tracks
 have a full turn. For the same audio, seed and normalisation both give the same frames.
 
-Audio normalisation: ``"file"`` (the official contract: each track normalised over the whole
-file; a stream needs the statistics up front), ``"running"`` (causal statistics, for live input)
-or ``"none"`` (already normalised).
+Audio normalisation follows the model (``info.audio_normalization``) unless the caller asks for one.
+A per-file model (the official contract) hears each track normalised over the whole file: offline
+``"file"`` (a stream needs the statistics up front), live ``"running"`` (causal statistics), or
+``"none"`` (the caller normalised already). A raw-level model (``"none"``) hears the samples as
+recorded: no statistics, so streaming = offline = live exactly; "file"/"running" are refused for it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import Normalizer, check_finite
+from .contract import ModelInfo
 from .sampler import Backend, SamplingOptions, TurnResult, TurnSampler
 
 NORMALIZATIONS = ("file", "running", "none")
+
+
+def offline_normalization(info: ModelInfo) -> str:
+    """What a whole-file generation feeds the model: per-file statistics, or the raw samples."""
+    return "file" if info.audio_normalization == "file" else "none"
+
+
+def live_normalization(info: ModelInfo) -> str:
+    """What a live stream feeds the model: running statistics for a per-file model, else raw samples."""
+    return "running" if info.audio_normalization == "file" else "none"
+
+
+def check_normalization(info: ModelInfo, normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if info.audio_normalization == "none" and normalization != "none":
+        raise ValueError(
+            f"this model hears raw audio levels (audio normalisation 'none'); {normalization!r} would rescale them"
+        )
 
 
 class Cancelled(Exception):
@@ -74,12 +96,14 @@ class DialogueStream:
         backend: Backend,
         options: SamplingOptions | None = None,
         *,
-        normalization: str = "running",
+        normalization: str | None = None,
         user_stats: tuple[float, float] | None = None,
         agent_stats: tuple[float, float] | None = None,
     ) -> None:
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        """``normalization``: None = the model's live normalisation (``live_normalization``)."""
+        if normalization is None:
+            normalization = live_normalization(backend.info)
+        check_normalization(backend.info, normalization)
         if normalization == "file" and (user_stats is None or agent_stats is None):
             raise ValueError("'file' normalisation in a stream needs each track's (mean, variance) up front")
         self.backend = backend
@@ -147,7 +171,7 @@ def generate_dialogue(
     user_motion: np.ndarray | None = None,
     options: SamplingOptions | None = None,
     *,
-    normalization: str = "file",
+    normalization: str | None = None,
     last_turn: str = "pad",
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -157,8 +181,12 @@ def generate_dialogue(
     Tracks of different lengths: the shorter is padded with silence. ``last_turn="pad"`` pads the
     final partial turn and trims the output to the audio's length; ``"drop"`` keeps whole turns
     only (the DualTalk evaluation protocol). Silence is fine; NaN/Inf samples raise AudioError.
+    ``normalization``: None = the model's (``offline_normalization``).
     """
     info = backend.info
+    if normalization is None:
+        normalization = offline_normalization(info)
+    check_normalization(info, normalization)
     s, f = info.samples_per_turn, info.frames_per_turn
     user_audio = check_finite(user_audio, "user audio")
     agent_audio = check_finite(agent_audio, "agent audio")

@@ -4,9 +4,10 @@ Three threads, so neither capture nor inference ever waits on the UI: the source
 callback: copy the block, queue it), a worker (resample to 16 kHz, cut turns, run the model) and
 the caller's (``poll``/``frame_at``: Blender's main thread applies frames from a timer).
 
-The model sees exactly what ``generate_dialogue(captured user, agent track, normalization="running")``
-would see: the same DialogueStream, turn by turn, the last partial turn padded with silence on
-``stop``. Live audio cannot be normalised per file in advance, hence ``"running"`` statistics.
+The model sees exactly what ``generate_dialogue(captured user, agent track,
+normalization=live_normalization(info))`` would see: the same DialogueStream, turn by turn, the last
+partial turn padded with silence on ``stop``. Live audio cannot be normalised per file in advance, so
+a per-file model gets ``"running"`` statistics; a raw-level model hears the samples as captured.
 
 Latency of a turn = from the moment its last sample was captured (the arrival of the block that
 holds it, less the samples after it) to its frames being available (worker) and applied (caller).
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .capture import Source, seconds_to_samples
-from .dialogue import DialogueMotion, DialogueStream, speaking_frames
+from .dialogue import DialogueMotion, DialogueStream, live_normalization, speaking_frames
 from .sampler import Backend, SamplingOptions
 
 _LIMIT = object()  # the source reached max_seconds
@@ -121,7 +122,7 @@ class LiveSession:
         info = backend.info
         self.backend, self.source = backend, source
         self.options = options or SamplingOptions()
-        self.stream = DialogueStream(backend, self.options, normalization="running")
+        self.stream = DialogueStream(backend, self.options, normalization=live_normalization(info))
         self.rate, self.fps = info.speech_rate, info.fps
         self.samples_per_turn, self.frames_per_turn = info.samples_per_turn, info.frames_per_turn
         self.agent = None if agent_audio is None else np.asarray(agent_audio, np.float32)

@@ -1,12 +1,15 @@
 """What a bundle's manifest says about how its graphs are driven, beyond the official layout:
 which backbone graph it holds (the window recomputed every turn, or one turn against cached
-keys/values) and the motion normalisation its networks work in. Both are optional in the
-manifest; absent means the official behaviour (window backbone, raw FLAME units)."""
+keys/values), the motion normalisation its networks work in (both optional in the manifest; absent
+means the official behaviour: window backbone, raw FLAME units) and the audio its speech encoder
+expects (per-file normalised, the official contract, or raw samples)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from .contract import AUDIO_NORMALIZATION_MANIFEST
 
 BACKBONE_KINDS = ("window", "turn_relative_cached")
 # the cached graph's inputs and outputs, in the order the engine feeds/reads them
@@ -26,6 +29,17 @@ def _int(model: dict[str, Any], key: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise VariantError(f"{where} [model]: '{key}' must be an integer for a cached backbone")
     return value
+
+
+def audio_fields(man: dict[str, Any], where: str) -> dict[str, Any]:
+    """``ModelInfo.audio_normalization`` from the manifest's ``audio.normalization``."""
+    audio = man.get("audio")
+    value = audio.get("normalization") if isinstance(audio, dict) else None
+    for key, name in AUDIO_NORMALIZATION_MANIFEST.items():
+        if value == name:
+            return {"audio_normalization": key}
+    known = " or ".join(repr(n) for n in AUDIO_NORMALIZATION_MANIFEST.values())
+    raise VariantError(f"{where} [audio]: unknown normalisation {value!r} (this engine reads {known})")
 
 
 def backbone_fields(man: dict[str, Any], width: int, motion_dim: int, where: str) -> dict[str, Any]:
