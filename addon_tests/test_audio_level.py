@@ -211,3 +211,14 @@ def test_training_on_raw_levels_saves_the_audio_fields(synthetic_dualtalk: Path,
         torch.set_num_threads(n)
     cfg = load_checkpoint(out / "checkpoint-last.pth").config
     assert cfg == preset("timar_cpu_tiny", **NEW_PATH, audio_gain_jitter_db=6.0)
+
+
+@needs_libri
+def test_pure_listening_case_keeps_bleed_and_room_tone_under_speech_only_raw():
+    """The benchmark's pure-listening case (measured seeds 0-2: raw gaps 17-28 dB, per file -6..+3 dB)."""
+    from model_export.logmel_level import listening_levels
+
+    levels = listening_levels(0)
+    for path, (low, high) in (("none", (15.0, 40.0)), ("file", (-6.0, 6.0))):
+        speech, bleed, tone = levels[path].values()
+        assert low <= speech - bleed <= high and low <= speech - tone <= high, (path, levels[path])

@@ -95,3 +95,56 @@ def measure_speech_logmel_stats(
 def frame_level_db(logmel: np.ndarray) -> np.ndarray:
     """(..., L, n_mels) log-mel -> (..., L) level in dB: the mean mel power of each frame."""
     return 10 * np.log10(np.exp(np.asarray(logmel, np.float64)).mean(-1))
+
+
+def listening_levels(seed: int = 0) -> dict[str, dict[str, float]]:
+    """Median log-mel frame level (dB) of speech, partner bleed and room tone on the behaviour
+    benchmark's pure-listening case, with raw samples ("none") and per-file normalisation ("file")."""
+    import torch
+
+    from timar_blender.engine.audio import normalize_per_file
+
+    from .behaviour import one_sided_case
+    from .speech import LogMelFeatures
+
+    case = one_sided_case("listening", seed=seed)
+    user, agent = case.tracks
+    rate, hop = 16_000, 160
+    n = min(len(user), len(agent)) // rate * rate
+    t = np.arange(n // hop) * hop / rate
+    talking = np.zeros(len(t), bool)  # the user speaks (the timeline holds only the user's turns)
+    for _, start, end, *_ in case.timeline or []:
+        talking |= (t >= start) & (t < end)
+    feats = LogMelFeatures(rate, 400, hop, 64)
+
+    def level(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            chunks = torch.from_numpy(np.ascontiguousarray(x[:n], np.float32).reshape(-1, rate))
+            return frame_level_db(feats(chunks).reshape(-1, 64).numpy())
+
+    out = {}
+    for path, norm in (("none", lambda x: x), ("file", normalize_per_file)):
+        lu, la = level(norm(user)), level(norm(agent))
+        out[path] = {
+            "speech (user track, user talking)": float(np.median(lu[talking])),
+            "bleed (agent track, user talking)": float(np.median(la[talking])),
+            "room tone (agent track, user silent)": float(np.median(la[~talking])),
+        }
+    return out
+
+
+def main() -> int:
+    levels = listening_levels()
+    print("Median log-mel frame level (dB) on the behaviour benchmark's pure-listening case (seed 0)\n")
+    print("| frames | raw samples (\"none\") | per-file normalised (\"file\") |\n|---|---:|---:|")
+    for key in levels["none"]:
+        print(f"| {key} | {levels['none'][key]:.1f} | {levels['file'][key]:.1f} |")
+    for path in ("none", "file"):
+        v = list(levels[path].values())
+        print(f"\n{path}: speech - bleed {v[0] - v[1]:.1f} dB, speech - room tone {v[0] - v[2]:.1f} dB", end="")
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
