@@ -55,7 +55,9 @@ COARTIC_SIGMA = 2.0  # 10-ms frames
 LOUD_FLOOR, LOUD_EXP = 0.8, 1.0  # opening scale at the segment's quiet and loud frames
 JAW_SIGMA = 0.8  # 25-fps frames: the jaw's inertia
 OPEN_CAP = 1.1  # share of the talking span where the opening saturates
-LEAD_FRAMES = 1  # the mouth moves 40 ms before the sound (the reference leads by 80-120 ms)
+# extra lead of the mouth over the sound: the symmetric blend already starts each opening ahead of its
+# vowel; the reference clip leads by 80-120 ms, but each 40-ms frame of lead costs ~0.08 of r(jaw, level)
+LEAD_FRAMES = 0
 EXP_DRIFT = 0.9  # slow expression drift, share of the real listening exp std
 EXP_MOUTH = 0.5  # talking mouth-shape variation, share of the real residual components' std
 LISTEN_DEG = (1.2, 3.7)
