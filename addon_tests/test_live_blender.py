@@ -14,11 +14,11 @@ from conftest import synth_speech
 bpy = import_bpy()
 
 from timar_blender.blender import live  # noqa: E402
-from timar_blender.engine import job  # noqa: E402
+from timar_blender.engine import job, settings  # noqa: E402
 from timar_blender.engine.audio import load_audio  # noqa: E402
 from timar_blender.engine.capture import WaveSource  # noqa: E402
 from timar_blender.engine.dialogue import generate_dialogue, live_normalization  # noqa: E402
-from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
+from timar_blender.engine.take import TakePipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("blender_addon")
 
@@ -57,6 +57,16 @@ def tick_until(cond, timeout: float = 60.0) -> None:
         time.sleep(live.TICK)
 
 
+def live_reference(captured: np.ndarray, seed: int):
+    """Offline generation on the captured audio with what the scene used: its seed and context over
+    the bundle's recommended options; the raw frames and those settings."""
+    be = job.backend_for("")
+    used = settings.resolve({"seed": seed, "context_turns": 3}, settings.read_recommended(job.BUNDLED_MODEL))
+    raw = generate_dialogue(be, captured, np.zeros_like(captured), None, used.sampling_options(),
+                            normalization=live_normalization(be.info)).motion
+    return raw, used
+
+
 def test_stop_keeps_the_take_next_to_the_blend_and_stashes_the_artists_action(scene, user, tmp_path) -> None:
     head = scene.timar.character
     key = head.data.shape_keys
@@ -76,10 +86,8 @@ def test_stop_keeps_the_take_next_to_the_blend_and_stashes_the_artists_action(sc
     captured = load_audio(wav)
     assert 1.6 <= len(captured) / RATE < 3.0
     np.testing.assert_array_equal(captured, user[: len(captured)])
-    be = job.backend_for("")
-    expected = generate_dialogue(be, captured, np.zeros_like(captured), None, SamplingOptions(seed=2, context_turns=3),
-                                 normalization=live_normalization(be.info)).motion
-    offsets, values = at_scene_frames(expected, 25.0, 24.0)
+    raw, used = live_reference(captured, seed=2)
+    offsets, values = at_scene_frames(TakePipeline.from_settings(used).motion(raw), 25.0, 24.0)
     got = read_keys(key, 'key_blocks["Exp010"].value')
     np.testing.assert_allclose(got[:, 0], scene.timar.start_frame + offsets, atol=1e-4)
     np.testing.assert_allclose(got[:, 1], values[:, 9], atol=1e-5)
@@ -158,10 +166,8 @@ def test_arkit_demo_head_listens_live_and_keeps_the_take(user, tmp_path) -> None
     motion, fps, meta = take_motion(head)
     assert meta["rig"] == "ARKIT" and meta["seed"] == 4 and fps == 25.0
     captured = load_audio(next(tmp_path.glob("demo_live_*.wav")))
-    be = job.backend_for("")
-    expected = generate_dialogue(be, captured, np.zeros_like(captured), None, SamplingOptions(seed=4, context_turns=3),
-                                 normalization=live_normalization(be.info)).motion
-    np.testing.assert_array_equal(motion, expected)
+    raw, used = live_reference(captured, seed=4)
+    np.testing.assert_allclose(motion, TakePipeline.from_settings(used).motion(raw), atol=1e-6)
     assert run.pipeline.arkit is not None
     assert run.cmap.bones() == {"head": [len(run.cmap.targets) - 3 + i for i in range(3)]}
 
