@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from model_export.corpus import acoustics
+from timar_blender.engine.contract import SPEECH_RATE
 
-RATE = acoustics.RATE
+RATE = SPEECH_RATE
 
 
 def _tone_speech(seconds: float, f0: float, on: tuple[float, float]) -> np.ndarray:

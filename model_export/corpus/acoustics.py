@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
-RATE = 16000
+from timar_blender.engine.contract import SPEECH_RATE
+
 NFFT = 512
 BANK = Path(__file__).resolve().parent / "room_tone_spectra.npz"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
@@ -54,13 +55,13 @@ def dbfs(x: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- room-tone bank
 
 
-def _quiet_spectrum(x: np.ndarray, rate: int = RATE, quantile: float = 0.15) -> np.ndarray | None:
+def _quiet_spectrum(x: np.ndarray, rate: int = SPEECH_RATE, quantile: float = 0.15) -> np.ndarray | None:
     """Mean power spectrum (NFFT//2+1) of the quietest frames of a recording, or None if they are
     digital silence."""
-    if rate != RATE:
+    if rate != SPEECH_RATE:
         import soxr
 
-        x = soxr.resample(x, rate, RATE)
+        x = soxr.resample(x, rate, SPEECH_RATE)
     hop = NFFT // 2
     n = (len(x) - NFFT) // hop
     if n < 20:
@@ -121,10 +122,10 @@ def room_tone(n: int, rng: np.random.Generator, level_dbfs: float, spectrum: np.
 
 def room_ir(rng: np.random.Generator, rt60: float) -> np.ndarray:
     """A short synthetic impulse response: direct path plus an exponentially decaying noise tail."""
-    n = max(int(rt60 * RATE), 16)
-    t = np.arange(n) / RATE
+    n = max(int(rt60 * SPEECH_RATE), 16)
+    t = np.arange(n) / SPEECH_RATE
     tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
-    tail[: int(0.003 * RATE)] = 0.0
+    tail[: int(0.003 * SPEECH_RATE)] = 0.0
     ir = float(rng.uniform(0.15, 0.35)) * tail / np.sqrt(np.sum(tail**2) + 1e-12)
     ir[0] = 1.0
     return ir
@@ -132,10 +133,10 @@ def room_ir(rng: np.random.Generator, rt60: float) -> np.ndarray:
 
 def bleed(partner: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The partner's voice as the other microphone hears it: delayed 1-25 ms, band-limited, with room."""
-    delay = int(rng.uniform(0.001, 0.025) * RATE)
+    delay = int(rng.uniform(0.001, 0.025) * SPEECH_RATE)
     y = np.concatenate([np.zeros(delay), partner[: len(partner) - delay]])
     lo, hi = float(rng.uniform(80, 300)), float(rng.uniform(2500, 7000))
-    y = sosfilt(butter(2, [lo, hi], btype="band", fs=RATE, output="sos"), y)
+    y = sosfilt(butter(2, [lo, hi], btype="band", fs=SPEECH_RATE, output="sos"), y)
     return fftconvolve(y, room_ir(rng, float(rng.uniform(0.2, 0.5))))[: len(partner)]
 
 
@@ -143,7 +144,7 @@ def telephone(x: np.ndarray) -> np.ndarray:
     """300-3400 Hz band and an 8-kHz round trip."""
     from scipy.signal import resample_poly
 
-    y = sosfilt(butter(4, [300, 3400], btype="band", fs=RATE, output="sos"), x)
+    y = sosfilt(butter(4, [300, 3400], btype="band", fs=SPEECH_RATE, output="sos"), x)
     return resample_poly(resample_poly(y, 1, 2), 2, 1)[: len(x)]
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from timar_blender.engine.contract import SPEECH_RATE
+
 from .dialogue import DEMO_DIR, _write_wav, add_real_dialogues, corpus_summary, write_dialogue
 from .teacher import load_calibration, teach
 from .voices import ATTRIBUTION
@@ -71,7 +73,8 @@ def write_real_voice_dialogue(folder: Path, clip: str, seed: int, seconds: float
     (folder / CLEAN).mkdir(parents=True, exist_ok=True)
     for k in range(2):
         _write_wav(folder / f"{clip}_speaker{k + 1}.wav", d.tracks[k])
-        sf.write(folder / CLEAN / f"{clip}_speaker{k + 1}.flac", np.clip(d.clean[k], -1, 1), 16000, subtype="PCM_16")
+        clean = np.clip(d.clean[k], -1, 1)
+        sf.write(folder / CLEAN / f"{clip}_speaker{k + 1}.flac", clean, SPEECH_RATE, subtype="PCM_16")
     (folder / f"{clip}_timeline.json").write_text(json.dumps(d.meta(), indent=1))
 
 

@@ -35,18 +35,17 @@ from scipy.ndimage import binary_dilation, median_filter
 from scipy.signal import butter, sosfiltfilt, welch
 
 from model_export.data import load_flame56
+from timar_blender.engine.contract import FPS, SPEECH_RATE
 
-FPS = 25
-RATE = 16000
 DEMO_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "dualtalk_demo"
 DEFAULT_OUT = Path(__file__).resolve().parent / "flame_calibration.json"
 N_MOUTH = 3
 JAW_REFERENCE = "xkHwlcDSOjc_sub_video_109_000_speaker1"  # the clip whose FLAME jaw follows its audio
 
 
-def frame_db(x: np.ndarray, n: int, rate: int = RATE, fps: int = FPS) -> np.ndarray:
+def frame_db(x: np.ndarray, n: int, rate: int = SPEECH_RATE, fps: float = FPS) -> np.ndarray:
     """RMS level in dB per motion frame (``n`` frames, zero-padded if the audio is short)."""
-    hop = rate // fps
+    hop = int(rate // fps)
     x = np.asarray(x, np.float64)
     if x.ndim > 1:
         x = x.mean(axis=1)
@@ -74,7 +73,7 @@ def _pct(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def _acf_time(x: np.ndarray, fps: int = FPS) -> float:
+def _acf_time(x: np.ndarray, fps: float = FPS) -> float:
     """Seconds until the autocorrelation of ``x`` (mean removed) first drops below 1/e."""
     x = x - x.mean()
     f = np.fft.rfft(x, 2 * len(x))
@@ -84,7 +83,7 @@ def _acf_time(x: np.ndarray, fps: int = FPS) -> float:
     return float((below[0] if len(below) else len(x)) / fps)
 
 
-def _peak_hz(x: np.ndarray, fps: int = FPS) -> float:
+def _peak_hz(x: np.ndarray, fps: float = FPS) -> float:
     f, p = welch(x - x.mean(), fs=fps, nperseg=min(len(x), 256))
     band = (f >= 0.1) & (f <= 5.0)
     return float(f[band][np.argmax(p[band])])
@@ -227,8 +226,8 @@ def calibrate(demo: Path = DEMO_DIR) -> dict:
     folds = {}
     for name, npz, wav in clips:
         x, sr = sf.read(wav, dtype="float64")
-        if sr != RATE:
-            raise ValueError(f"{wav}: expected {RATE} Hz, got {sr}")
+        if sr != SPEECH_RATE:
+            raise ValueError(f"{wav}: expected {SPEECH_RATE} Hz, got {sr}")
         motion = load_flame56(npz)
         folds[name] = clip_stats(motion, x)
         folds[name]["phones"] = phone_stats(motion, x)
@@ -239,7 +238,7 @@ def calibrate(demo: Path = DEMO_DIR) -> dict:
     return _r(
         {
             "version": 2,
-            "fps": FPS,
+            "fps": int(FPS),
             "layout": "exp[0:50] | jaw[50:53] | neck[53:56] (axis-angle, radians); neck x = nod (pitch)",
             "source": [f"dualtalk_demo/{n}.npz" for n in folds],
             "method": "talk = own-WAV frame energy above max(floor+12 dB, (p10+p97)/2), median 5, "

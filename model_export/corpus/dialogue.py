@@ -35,8 +35,9 @@ import soxr
 from scipy.io import wavfile
 from scipy.signal import fftconvolve
 
-RATE = 16000
-FPS = 25
+from timar_blender.engine.contract import FPS, SPEECH_RATE
+
+MIX_FPS = 100  # 10-ms frames: the activity that sets each track's noise level against its speech
 KINDS = ("turn", "quick", "backchannel", "overlap")
 TURN_S = (3.0, 12.0)
 QUICK_S = (0.8, 2.5)
@@ -199,7 +200,7 @@ def schedule(seconds: float, rng: np.random.Generator, utter: Utter | None = Non
     return sorted(segs, key=lambda s: (s.start, s.speaker))
 
 
-def activity(timeline: list[Segment] | list, seconds: float, fps: int = FPS) -> np.ndarray:
+def activity(timeline: list[Segment] | list, seconds: float, fps: float = FPS) -> np.ndarray:
     """(T, 2) bool voice activity per frame (frame centre inside a segment), T = round(seconds*fps).
     Accepts Segments, tuples ``(speaker, start, end, ...)`` or the JSON dicts."""
     n = round(seconds * fps)
@@ -288,7 +289,7 @@ def pick_voice(rng: np.random.Generator, exclude: str | None = None) -> Voice:
     return Voice(name, round(float(rate), 1), round(float(pitch), 1), round(float(rng.uniform(-12, 0)), 2))
 
 
-def _trim_silence(x: np.ndarray, rate: int = RATE) -> np.ndarray:
+def _trim_silence(x: np.ndarray, rate: int = SPEECH_RATE) -> np.ndarray:
     hop = rate // 100
     n = len(x) // hop
     if n == 0:
@@ -336,8 +337,8 @@ def synthesize(text: str, voice: Voice) -> np.ndarray:
             x, sr = sf.read(path, dtype="float32")
     if x.ndim > 1:
         x = x.mean(axis=1)
-    if sr != RATE:
-        x = soxr.resample(x, sr, RATE).astype(np.float32)
+    if sr != SPEECH_RATE:
+        x = soxr.resample(x, sr, SPEECH_RATE).astype(np.float32)
     x = _trim_silence(x)
     rms = float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
     return (x * (0.1 / rms) if rms > 0 else x).astype(np.float32)
@@ -360,18 +361,18 @@ class _TTSUtter:
     def __call__(self, speaker: int, kind: str, target: float, rng: np.random.Generator) -> tuple[str, float]:
         text = sentence(rng, kind)
         x = self.render(speaker, text)
-        if kind == "quick" and len(x) / RATE < QUICK_S[0]:
+        if kind == "quick" and len(x) / SPEECH_RATE < QUICK_S[0]:
             text = f"{text} {sentence(rng, kind)}"
             x = self.render(speaker, text)
         for _ in range(8 if kind == "turn" else 0):
-            if len(x) / RATE >= max(target * 0.9, TURN_S[0]):
+            if len(x) / SPEECH_RATE >= max(target * 0.9, TURN_S[0]):
                 break
             longer = f"{text} {sentence(rng, kind)}"
             y = self.render(speaker, longer)
-            if len(y) / RATE > TURN_S[1] and len(x) / RATE >= TURN_S[0]:
+            if len(y) / SPEECH_RATE > TURN_S[1] and len(x) / SPEECH_RATE >= TURN_S[0]:
                 break
             text, x = longer, y
-        return text, len(x) / RATE
+        return text, len(x) / SPEECH_RATE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +383,7 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     """Trim (with a 20-ms fade-out) or zero-pad to ``n`` samples."""
     if len(x) >= n:
         y = x[:n].copy()
-        f = min(n, RATE // 50)
+        f = min(n, SPEECH_RATE // 50)
         y[n - f :] *= np.linspace(1, 0, f, dtype=np.float32)
         return y
     return np.pad(x, (0, n - len(x)))
@@ -400,10 +401,10 @@ def _noise(rng: np.random.Generator, n: int, color: str) -> np.ndarray:
 
 def _room(rng: np.random.Generator, rt60: float) -> np.ndarray:
     """A short synthetic impulse response: direct path plus an exponentially decaying noise tail."""
-    n = int(rt60 * RATE)
-    t = np.arange(n) / RATE
+    n = int(rt60 * SPEECH_RATE)
+    t = np.arange(n) / SPEECH_RATE
     tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
-    tail[: int(0.003 * RATE)] = 0.0
+    tail[: int(0.003 * SPEECH_RATE)] = 0.0
     ir = 0.25 * tail / np.sqrt(np.sum(tail**2) + 1e-12)
     ir[0] = 1.0
     return ir.astype(np.float32)
@@ -427,8 +428,8 @@ class Dialogue:
         return {
             "seed": self.seed,
             "seconds": self.seconds,
-            "sample_rate": RATE,
-            "fps": FPS,
+            "sample_rate": SPEECH_RATE,
+            "fps": int(FPS),
             "tracks": ["speaker1", "speaker2"],
             "voices": [asdict(v) for v in self.voices],
             "snr_db": self.snr_db,
@@ -446,23 +447,23 @@ def make_dialogue(seed: int, seconds: float) -> Dialogue:
     voices = [v0, pick_voice(rng, exclude=v0.name)]
     utter = _TTSUtter(voices)
     timeline = schedule(seconds, rng, utter)
-    n = round(seconds * RATE)
+    n = round(seconds * SPEECH_RATE)
     tracks = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
     for s in timeline:
-        a, b = round(s.start * RATE), min(round(s.end * RATE), n)
+        a, b = round(s.start * SPEECH_RATE), min(round(s.end * SPEECH_RATE), n)
         jitter = 10 ** (float(rng.uniform(-2, 2)) / 20) * (0.7 if s.kind == "backchannel" else 1.0)
         tracks[s.speaker][a:b] += jitter * _fit(utter.render(s.speaker, s.text), b - a)
     rt60 = round(float(rng.uniform(0.15, 0.35)), 3) if rng.random() < 0.5 else None
     color = ("white", "pink")[int(rng.integers(2))] if rng.random() < 0.8 else None
     snr = round(float(rng.uniform(15, 40)), 2) if color else None
-    act = activity(timeline, seconds, fps=100)
+    act = activity(timeline, seconds, fps=MIX_FPS)
     for k, v in enumerate(voices):
         x = tracks[k]
         if rt60:
             x = fftconvolve(x, _room(rng, rt60))[:n].astype(np.float32)
         x *= 10 ** (v.gain_db / 20)
         if color:
-            on = np.repeat(act[:, k], RATE // 100)[:n]
+            on = np.repeat(act[:, k], SPEECH_RATE // MIX_FPS)[:n]
             on = np.pad(on, (0, n - len(on)))
             speech_rms = float(np.sqrt(np.mean(x[on] ** 2))) if on.any() else 0.01
             x = x + _noise(rng, n, color) * speech_rms * 10 ** (-snr / 20)
@@ -474,7 +475,7 @@ def make_dialogue(seed: int, seconds: float) -> Dialogue:
 def _write_wav(path: Path, x: np.ndarray) -> None:
     """Mono float32 WAV. scipy rather than soundfile: libsndfile adds a PEAK chunk with a timestamp,
     which would make two runs with the same seed differ byte for byte."""
-    wavfile.write(path, RATE, np.ascontiguousarray(x, dtype=np.float32))
+    wavfile.write(path, SPEECH_RATE, np.ascontiguousarray(x, dtype=np.float32))
 
 
 def write_dialogue(folder: str | Path, clip_name: str, seed: int, seconds: float) -> Dialogue:
@@ -493,11 +494,11 @@ def write_dialogue(folder: str | Path, clip_name: str, seed: int, seconds: float
 # real speech (DualTalk demo conversations, when ../shared is present)
 
 
-def energy_segments(x: np.ndarray, speaker: int, rate: int = RATE, fps: int = FPS) -> list[Segment]:
+def energy_segments(x: np.ndarray, speaker: int, rate: int = SPEECH_RATE, fps: float = FPS) -> list[Segment]:
     """Energy-based voice activity of one track as segments (a rough estimate, not a VAD model):
     frames 12 dB above the track's noise floor (10th percentile) and within 30 dB of its loudest
     frames; gaps under 0.3 s are bridged and blips under 0.2 s dropped."""
-    hop = rate // fps
+    hop = int(rate // fps)
     n = len(x) // hop
     db = 10 * np.log10((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1) + 1e-10)
     thr = max(np.percentile(db, 10) + 12, np.percentile(db, 99) - 30)
@@ -530,9 +531,9 @@ def add_real_dialogues(folder: str | Path, src: str | Path = DEMO_DIR) -> list[s
         for w in (w1, w2):
             x, sr = sf.read(w, dtype="float32", always_2d=True)
             x = x.mean(axis=1)
-            xs.append(soxr.resample(x, sr, RATE).astype(np.float32) if sr != RATE else x)
+            xs.append(soxr.resample(x, sr, SPEECH_RATE).astype(np.float32) if sr != SPEECH_RATE else x)
         n = min(map(len, xs))
-        seconds = n / RATE
+        seconds = n / SPEECH_RATE
         timeline = sorted(
             [s for k, x in enumerate(xs) for s in energy_segments(x[:n], k)], key=lambda s: (s.start, s.speaker)
         )
@@ -543,8 +544,8 @@ def add_real_dialogues(folder: str | Path, src: str | Path = DEMO_DIR) -> list[s
             "source": str(w1.parent.name),
             "clip": clip,
             "seconds": seconds,
-            "sample_rate": RATE,
-            "fps": FPS,
+            "sample_rate": SPEECH_RATE,
+            "fps": int(FPS),
             "tracks": ["speaker1", "speaker2"],
             "activity": "energy estimate",
             "segments": [s._asdict() for s in timeline],

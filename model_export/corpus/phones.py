@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-RATE = 16000
+from timar_blender.engine.contract import SPEECH_RATE
+
 PHONE_FPS = 100  # pocketsphinx frames (10 ms)
 PAD_S = 0.15  # context decoded around each span (phones outside the span are dropped)
 MERGE_S = 0.35  # spans closer than this are decoded as one utterance
@@ -83,10 +84,12 @@ def decode(x: np.ndarray, d=None) -> list[tuple[int, int, str]]:
     return [(s.start_frame, s.end_frame, s.word) for s in d.seg()]
 
 
-def recognise(x: np.ndarray, spans: Sequence[tuple[float, float]], rate: int = RATE) -> list[tuple[float, float, str]]:
+def recognise(
+    x: np.ndarray, spans: Sequence[tuple[float, float]], rate: int = SPEECH_RATE
+) -> list[tuple[float, float, str]]:
     """Phones (start s, end s, phone) of track ``x`` inside ``spans`` (seconds), time-ordered."""
-    if rate != RATE:
-        raise ValueError(f"phones: expected {RATE}-Hz audio, got {rate}")
+    if rate != SPEECH_RATE:
+        raise ValueError(f"phones: expected {SPEECH_RATE}-Hz audio, got {rate}")
     x = np.asarray(x, np.float32)
     out: list[tuple[float, float, str]] = []
     d = None

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter1d
 
+from timar_blender.engine.contract import FPS, SPEECH_RATE
+
 from . import phones as P
 
-FPS = 25
-RATE = 16000
-HOP = RATE // 100  # 10-ms analysis frames (the phone frames)
+HOP = SPEECH_RATE // P.PHONE_FPS  # 10-ms analysis frames (the phone frames)
 WIN = 400
 CALIBRATION = Path(__file__).resolve().parent / "flame_calibration.json"
 DEG = np.pi / 180
@@ -93,15 +93,15 @@ def analyse(x: np.ndarray, n100: int) -> dict[str, np.ndarray]:
     fr = x[idx] * np.hanning(WIN)
     spec = np.fft.rfft(fr, 1024, axis=1)
     pw = np.abs(spec) ** 2
-    f = np.fft.rfftfreq(1024, 1 / RATE)
+    f = np.fft.rfftfreq(1024, 1 / SPEECH_RATE)
     tot = pw[:, f >= 80].sum(1) + 1e-12
     low = pw[:, (f >= 150) & (f < 1000)].sum(1) / tot
     db = 10 * np.log10(tot / (WIN * 2.56) + 1e-12)
-    ac = np.fft.irfft(pw, axis=1)[:, : RATE // 70 + 1]
-    lo_lag = RATE // 400
+    ac = np.fft.irfft(pw, axis=1)[:, : SPEECH_RATE // 70 + 1]
+    lo_lag = SPEECH_RATE // 400
     lag = lo_lag + np.argmax(ac[:, lo_lag:], axis=1)
     strength = ac[np.arange(n100), lag] / (ac[:, 0] + 1e-12)
-    f0 = np.where((strength > 0.45) & (low > 0.4), RATE / lag, 0.0)
+    f0 = np.where((strength > 0.45) & (low > 0.4), SPEECH_RATE / lag, 0.0)
     return {"db": db, "f0": f0}
 
 
@@ -164,7 +164,7 @@ def mouth_tables(st: dict) -> dict:
     return {"frac": frac, "exp": exp_off, "dom": dom, "rest": rest, "span": span, "rest_exp": rest_exp}
 
 
-def _segments_mask(segs, who: int, n: int, fps: int, kinds: tuple[str, ...] | None = None) -> np.ndarray:
+def _segments_mask(segs, who: int, n: int, fps: float, kinds: tuple[str, ...] | None = None) -> np.ndarray:
     centres = (np.arange(n) + 0.5) / fps
     out = np.zeros(n, bool)
     for spk, a, b, kind in segs:
@@ -218,7 +218,8 @@ def _accents(phones: list, db100: np.ndarray, top: float = 0.35) -> list[float]:
     vowels = [(s, e) for s, e, ph in phones if P.CLASSES[P.phone_class(ph)] in ("open", "mid", "round")]
     if not vowels:
         return []
-    lv = np.array([db100[int(s * 100) : max(int(e * 100), int(s * 100) + 1)].max(initial=-200) for s, e in vowels])
+    f = P.PHONE_FPS
+    lv = np.array([db100[int(s * f) : max(int(e * f), int(s * f) + 1)].max(initial=-200) for s, e in vowels])
     thr = np.quantile(lv, 1 - top)
     return [s for (s, _e), v in zip(vowels, lv, strict=True) if v >= thr]
 
@@ -319,7 +320,7 @@ def _speaker_motion(
     me: int, segs, phones, feats, n: int, st: dict, tab: dict, rng: np.random.Generator
 ) -> np.ndarray:
     n100 = 4 * n
-    inside100 = _segments_mask(segs, me, n100, 100)
+    inside100 = _segments_mask(segs, me, n100, P.PHONE_FPS)
     cls = P.class_track(phones[me], n100)
     cls[~inside100] = P.SIL
     jaw_x, exp_off = mouth(cls, feats[me]["db"], inside100, tab, n)
@@ -369,7 +370,7 @@ def teach(
     st = _stats(calib if calib is not None else load_calibration())
     tab = mouth_tables(st)
     length = max(len(tracks[0]), len(tracks[1]))
-    n = max(round(length / RATE * FPS), 1)
+    n = max(round(length / SPEECH_RATE * FPS), 1)
     segs = [_seg(s) for s in timeline]
     padded = [np.pad(np.asarray(t, np.float32), (0, length - len(t))) for t in tracks]
     feats = [analyse(x, 4 * n) for x in padded]

@@ -24,8 +24,10 @@ import numpy as np
 import soundfile as sf
 from scipy.ndimage import uniform_filter1d
 
+from timar_blender.engine.contract import FPS, SPEECH_RATE
+
 from .acoustics import degrade_pair
-from .dialogue import BACKCHANNEL_S, FPS, QUICK_S, RATE, TURN_S, Segment, _fit, _TTSUtter, pick_voice, schedule
+from .dialogue import BACKCHANNEL_S, QUICK_S, TURN_S, Segment, _fit, _TTSUtter, pick_voice, schedule
 
 LIBRISPEECH = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "librispeech"
 SPLITS = ("train-clean-100", "test-other")
@@ -36,7 +38,8 @@ ATTRIBUTION = {
     "url": "https://www.openslr.org/12",
     "redistributed_via": "resemble-ai/Resemblyzer audio_data/",
 }
-HOP = RATE // 100  # 10-ms analysis frames for phrase boundaries
+ANALYSIS_FPS = 100  # 10-ms analysis frames for phrase boundaries
+HOP = SPEECH_RATE // ANALYSIS_FPS
 
 
 @dataclass
@@ -83,8 +86,8 @@ def _level(x: np.ndarray) -> np.ndarray:
 @functools.cache
 def _read(path: str) -> np.ndarray:
     x, sr = sf.read(path, dtype="float32", always_2d=True)
-    if sr != RATE:
-        raise ValueError(f"{path}: sample rate {sr}, expected {RATE}")
+    if sr != SPEECH_RATE:
+        raise ValueError(f"{path}: sample rate {sr}, expected {SPEECH_RATE}")
     return _level(x.mean(axis=1))
 
 
@@ -123,30 +126,30 @@ class RealUtter:
         lo, hi = {"turn": TURN_S, "quick": QUICK_S, "backchannel": BACKCHANNEL_S}.get(kind, QUICK_S)
         u = int(rng.integers(len(self.voice.utterances)))
         x, cuts = self.voice.utterances[u], self.voice.cuts[u]
-        want = target * RATE
+        want = target * SPEECH_RATE
         best: tuple[float, int, int] | None = None
         starts = rng.permutation(len(cuts) - 1)[:12]
         for i in starts:
             a = int(cuts[i])
-            ends = cuts[cuts > a + lo * RATE * 0.5]
+            ends = cuts[cuts > a + lo * SPEECH_RATE * 0.5]
             if not len(ends):
                 continue
             b = int(ends[np.argmin(np.abs(ends - a - want))])
-            cost = abs((b - a) - want) / RATE
+            cost = abs((b - a) - want) / SPEECH_RATE
             if best is None or cost < best[0]:
                 best = (cost, a, b)
         if best is None:  # a very short utterance: take all of it
             best = (0.0, 0, len(x))
         _, a, b = best
-        b = min(b, a + int(hi * RATE))
+        b = min(b, a + int(hi * SPEECH_RATE))
         y = x[a:b].copy()
-        f = min(len(y) // 4, RATE // 100)  # 10-ms fades so cuts never click
+        f = min(len(y) // 4, SPEECH_RATE // 100)  # 10-ms fades so cuts never click
         if f:
             y[:f] *= np.linspace(0, 1, f, dtype=np.float32)
             y[-f:] *= np.linspace(1, 0, f, dtype=np.float32)
         key = f"{self.voice.name}/{u}/{a}-{b}"
         self.audio[key] = y
-        return key, len(y) / RATE
+        return key, len(y) / SPEECH_RATE
 
 
 class MixedUtter:
@@ -183,8 +186,8 @@ class RealVoiceDialogue:
         return {
             "seed": self.seed,
             "seconds": self.seconds,
-            "sample_rate": RATE,
-            "fps": FPS,
+            "sample_rate": SPEECH_RATE,
+            "fps": int(FPS),
             "tracks": ["speaker1", "speaker2"],
             "split": self.split,
             "voices": self.voices,
@@ -218,10 +221,10 @@ def real_voice_dialogue(
             sources.append(RealUtter(real_voice(spk, pool[spk])))
     utter = MixedUtter(sources)
     timeline = schedule(seconds, rng, utter)
-    n = round(seconds * RATE)
+    n = round(seconds * SPEECH_RATE)
     clean = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
     for s in timeline:
-        a, b = round(s.start * RATE), min(round(s.end * RATE), n)
+        a, b = round(s.start * SPEECH_RATE), min(round(s.end * SPEECH_RATE), n)
         gain = 10 ** (float(rng.uniform(-3, 3)) / 20) * (0.7 if s.kind == "backchannel" else 1.0)
         clean[s.speaker][a:b] += gain * _fit(utter.render(s.speaker, s.text), b - a)
     profile = "eval" if split == "test-other" else "train"
