@@ -1,5 +1,6 @@
-"""Tests for model_export.corpus.dialogue: the seeded dialogue scheduler, espeak-ng/flite synthesis
-into two DualTalk-layout tracks, per-frame voice activity, the CLI summary and the real-speech cut."""
+"""Tests for model_export.corpus.dialogue (with text, tts, real_clips): the seeded dialogue scheduler,
+espeak-ng/flite synthesis into two DualTalk-layout tracks, per-frame voice activity, the CLI summary
+and the real-speech cut."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import soundfile as sf
 from conftest import DEMO
 
 from model_export.corpus import dialogue as D
+from model_export.corpus import text as T
+from model_export.corpus.real_clips import add_real_dialogues
 
 RATE, FPS, SECONDS = 16_000, 25, 60.0
 needs_tts = pytest.mark.skipif(
@@ -67,13 +70,13 @@ def test_schedule_structure(seed):
     for s in segs:
         d = s.end - s.start
         if s.kind == "turn":
-            assert D.TURN_S[0] - 1e-6 <= d <= D.TURN_S[1] + 1e-6 or s.end >= SECONDS - 0.06  # last may be cut
+            assert T.TURN_S[0] - 1e-6 <= d <= T.TURN_S[1] + 1e-6 or s.end >= SECONDS - 0.06  # last may be cut
         elif s.kind == "quick":
-            assert D.QUICK_S[0] - 1e-6 <= d <= D.QUICK_S[1] + 1e-6 or s.end >= SECONDS - 0.06
+            assert T.QUICK_S[0] - 1e-6 <= d <= T.QUICK_S[1] + 1e-6 or s.end >= SECONDS - 0.06
         elif s.kind == "backchannel":
             host = [m for m in main if m.speaker != s.speaker and m.start < s.start and s.end < m.end]
             assert host, f"backchannel {s} not inside the other speaker's segment"
-            assert s.text in D.BACKCHANNELS
+            assert s.text in T.BACKCHANNELS
 
 
 def test_activity_and_shares_by_hand():
@@ -201,8 +204,8 @@ def test_add_real_dialogues_on_written_tracks(tmp_path):
         for a, b in iv:
             x[(t >= a) & (t < b)] += 0.3 * np.sin(2 * np.pi * 220 * t[(t >= a) & (t < b)])
         sf.write(src / f"clip_speaker{k}.wav", x[: len(x) - 300 * (k == 1)], sr, subtype="FLOAT")
-    assert D.add_real_dialogues(tmp_path / "out", src / "missing") == []
-    assert D.add_real_dialogues(tmp_path / "out", src) == ["real_clip"]
+    assert add_real_dialogues(tmp_path / "out", src / "missing") == []
+    assert add_real_dialogues(tmp_path / "out", src) == ["real_clip"]
     i1, i2 = (sf.info(tmp_path / "out" / f"real_clip_speaker{k}.wav") for k in (1, 2))
     assert i1.samplerate == i2.samplerate == RATE and i1.frames == i2.frames
     meta = json.loads((tmp_path / "out" / "real_clip_timeline.json").read_text())
@@ -216,7 +219,7 @@ def test_add_real_dialogues_on_written_tracks(tmp_path):
 def test_add_real_dialogues_demo(tmp_path):
     if not DEMO.exists():
         pytest.skip(f"{DEMO} is absent (a fresh clone has no ../shared fixtures)")
-    names = D.add_real_dialogues(tmp_path, DEMO)
+    names = add_real_dialogues(tmp_path, DEMO)
     assert len(names) >= 1
     s = D.corpus_summary(tmp_path)
     assert s["dialogues"] == len(names) and sum(s[k] for k in ("user_only", "agent_only", "both", "silence")) == (

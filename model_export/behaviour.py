@@ -139,7 +139,7 @@ def held_out_dialogue(seed: int, seconds: float, shared: Path = SHARED) -> HeldO
 
 def _plain_dialogue(seed: int, seconds: float, folder: Path) -> HeldOutDialogue:
     from .corpus.acoustics import degrade_pair
-    from .corpus.dialogue import energy_segments
+    from .corpus.real_clips import energy_segments
 
     rng = np.random.default_rng([int(seed), 2024])
     speakers = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -186,7 +186,7 @@ def librispeech_cases(seeds: Sequence[int] = (0, 1), seconds: float = 60.0, shar
 def held_out_monologue(seed: int, seconds: float, folder: Path) -> tuple[np.ndarray, list]:
     """One held-out LibriSpeech speaker talking nearly without a break: utterances back to back with
     0.2-0.6-s gaps; returns the clean track and its (speaker 1) timeline from energy segments."""
-    from .corpus.dialogue import energy_segments
+    from .corpus.real_clips import energy_segments
 
     rng = np.random.default_rng([int(seed), 2025])
     speakers = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -316,7 +316,7 @@ def teacher_source(teach: Callable | None = None, calib: dict | None = None, nam
         from .corpus.teacher import teach
 
     def fn(case: Case, seed: int) -> np.ndarray:
-        from .corpus.dialogue import energy_segments
+        from .corpus.real_clips import energy_segments
 
         tracks = case.clean if case.clean is not None else case.tracks
         timeline = case.timeline

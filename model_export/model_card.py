@@ -102,7 +102,7 @@ def training_mean(train: Path) -> np.ndarray:
 
 def teacher_for(conv: Conversation, stats: dict, seed: int) -> np.ndarray:
     """The teacher on the test audio, with voice activity estimated from the audio (as for real clips)."""
-    from .corpus.dialogue import energy_segments
+    from .corpus.real_clips import energy_segments
     from .corpus.teacher import teach
 
     agent, user = conv.agent_audio, conv.user_audio

@@ -36,7 +36,8 @@ import soundfile as sf
 
 from timar_blender.engine.contract import SPEECH_RATE
 
-from .dialogue import DEMO_DIR, _write_wav, add_real_dialogues, corpus_summary, write_dialogue
+from .dialogue import corpus_summary, write_dialogue, write_wav
+from .real_clips import DEMO_DIR, add_real_dialogues
 from .teacher import load_calibration, teach
 from .voices import ATTRIBUTION
 
@@ -72,7 +73,7 @@ def write_real_voice_dialogue(folder: Path, clip: str, seed: int, seconds: float
     d = real_voice_dialogue("train-clean-100", seed, seconds, tts_share=tts_share)
     (folder / CLEAN).mkdir(parents=True, exist_ok=True)
     for k in range(2):
-        _write_wav(folder / f"{clip}_speaker{k + 1}.wav", d.tracks[k])
+        write_wav(folder / f"{clip}_speaker{k + 1}.wav", d.tracks[k])
         clean = np.clip(d.clean[k], -1, 1)
         sf.write(folder / CLEAN / f"{clip}_speaker{k + 1}.flac", clean, SPEECH_RATE, subtype="PCM_16")
     (folder / f"{clip}_timeline.json").write_text(json.dumps(d.meta(), indent=1))

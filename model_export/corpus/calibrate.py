@@ -159,7 +159,7 @@ def phone_stats(motion: np.ndarray, own_wav: np.ndarray) -> dict:
     """Per mouth class (``phones.CLASSES``): frames, mean jaw x and mean exp offset from the closed
     mouth, the clip aligned as the teacher aligns speech (energy segments -> pocketsphinx phones)."""
     from . import phones as P
-    from .dialogue import energy_segments
+    from .real_clips import energy_segments
 
     m = np.asarray(motion, np.float64)
     n = len(m)

@@ -1,10 +1,11 @@
 """Two-person dialogue audio for a self-built corpus, with its timeline.
 
-A seeded scheduler lays out who speaks when (long turns, quick exchanges, listener backchannels,
-overlapping turn starts, pauses); every utterance is synthesized with espeak-ng or flite (one voice,
-rate and pitch per speaker), resampled to 16 kHz and placed on its speaker's track; then per-speaker
-level, background noise and an optional mild room effect. The timeline is built from the actual
-utterance lengths, so it says where each track really carries speech.
+A seeded scheduler (``schedule``) lays out who speaks when (long turns, quick exchanges, listener
+backchannels, overlapping turn starts, pauses); every utterance is synthesized (``tts.py``: espeak-ng
+or flite, one voice, rate and pitch per speaker; sentences from ``text.py``), resampled to 16 kHz and
+placed on its speaker's track; then per-speaker level, background noise and an optional mild room
+effect. The timeline is built from the actual utterance lengths, so it says where each track really
+carries speech. Real conversations join the corpus through ``real_clips.py``.
 
 Output follows the DualTalk layout: ``<clip>_speaker1.wav``, ``<clip>_speaker2.wav`` (mono float32,
 16 kHz, equal length) plus ``<clip>_timeline.json``. Speaker index 0 is ``speaker1`` (called "user"
@@ -16,13 +17,8 @@ CLI: ``python -m model_export.corpus.dialogue OUT --dialogues N --seconds S --se
 from __future__ import annotations
 
 import argparse
-import functools
-import io
 import json
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,22 +26,18 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import soundfile as sf
-import soxr
 from scipy.io import wavfile
 from scipy.signal import fftconvolve
 
 from timar_blender.engine.contract import FPS, SPEECH_RATE
 
+from .text import BACKCHANNEL_S, QUICK_S, TURN_S, sentence
+from .tts import TTSUtter, Voice, pick_voice
+
 MIX_FPS = 100  # 10-ms frames: the activity that sets each track's noise level against its speech
 KINDS = ("turn", "quick", "backchannel", "overlap")
-TURN_S = (3.0, 12.0)
-QUICK_S = (0.8, 2.5)
-BACKCHANNEL_S = (0.2, 1.0)
 PAUSE_S = (0.1, 1.5)
 OVERLAP_S = (0.1, 0.6)
-BACKCHANNELS = ("mm hmm", "yeah", "right", "okay", "uh huh")
-DEMO_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "dualtalk_demo"
 
 
 class Segment(NamedTuple):
@@ -56,83 +48,6 @@ class Segment(NamedTuple):
     end: float
     kind: str
     text: str = ""
-
-
-# ---------------------------------------------------------------------------------------------
-# text: sentences from built-in templates (no downloaded text)
-
-_SUBJ = ("I", "we", "my sister", "the team", "our neighbour", "my friend", "the manager", "everyone", "you")
-_VERB = ("visited", "talked about", "fixed", "forgot", "planned", "looked at", "finished", "changed", "liked", "moved")
-_OBJ = (
-    "the old kitchen",
-    "that new restaurant",
-    "the garden",
-    "the report",
-    "our trip to the coast",
-    "the car",
-    "the budget",
-    "the little park",
-    "the schedule",
-    "the concert",
-    "a few photos",
-    "the project",
-)
-_TIME = ("yesterday", "last week", "this morning", "on Sunday", "after lunch", "a while ago", "today", "in March")
-_ADJ = ("great", "strange", "busy", "quiet", "expensive", "fun", "difficult", "nice", "confusing", "lovely")
-_OPEN = ("so", "well", "honestly", "actually", "you know", "anyway", "to be fair", "I mean")
-_TEMPLATES = (
-    "{S} {V} {O} {T}.",
-    "{open}, {S} {V} {O} {T}, and it was {A}.",
-    "Did you hear that {S} {V} {O}?",
-    "I think {O} is a bit {A}, to be honest.",
-    "{open}, it was {A}, because {S} {V} {O}.",
-    "When {S} {V} {O}, it felt really {A}.",
-    "What do you think about {O}?",
-    "{open}, we should look at {O} again {T}.",
-    "The thing is, {O} was {A} {T}.",
-    "Maybe {S} could check {O} before the weekend.",
-)
-_QUICK = (
-    "Really?",
-    "Sure, why not.",
-    "I think so.",
-    "Not yet.",
-    "That sounds {A}.",
-    "Wait, {T}?",
-    "No, {O}.",
-    "Oh, that's {A}.",
-    "Yes, exactly.",
-    "Okay, let's do that.",
-    "I'm not sure.",
-    "Which one?",
-    "Sounds good to me.",
-    "Why {T}?",
-    "Fair enough.",
-    "Good point.",
-)
-
-
-def _pick(rng: np.random.Generator, seq: tuple[str, ...]) -> str:
-    return seq[int(rng.integers(len(seq)))]
-
-
-def _fill(template: str, rng: np.random.Generator) -> str:
-    s = template.format(
-        S=_pick(rng, _SUBJ),
-        V=_pick(rng, _VERB),
-        O=_pick(rng, _OBJ),
-        T=_pick(rng, _TIME),
-        A=_pick(rng, _ADJ),
-        open=_pick(rng, _OPEN),
-    )
-    return s[0].upper() + s[1:]
-
-
-def sentence(rng: np.random.Generator, kind: str = "turn") -> str:
-    """One English sentence: a backchannel word, a short reply ("quick") or a longer statement."""
-    if kind == "backchannel":
-        return _pick(rng, BACKCHANNELS)
-    return _fill(_pick(rng, _QUICK if kind == "quick" else _TEMPLATES), rng)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,161 +140,10 @@ def shares(act: np.ndarray) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
-# text to speech
-
-_ESPEAK_BASES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan")
-_ESPEAK_VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 5))
-_FLITE = ("kal", "kal16", "slt", "rms", "awb")
-
-
-def _run(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-@functools.cache
-def available_voices() -> tuple[str, ...]:
-    """Installed voices as ``espeak:<lang>+<variant>`` / ``flite:<name>``, sorted (deterministic)."""
-    voices: list[str] = []
-    if shutil.which("espeak-ng"):
-        langs = {ln.split()[1] for ln in _run(["espeak-ng", "--voices=en"]).splitlines()[1:] if len(ln.split()) > 4}
-        files = {
-            ln.split()[4].split("/")[-1]
-            for ln in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]
-            if len(ln.split()) > 4
-        }
-        variants = [v for v in _ESPEAK_VARIANTS if v in files]
-        voices += [f"espeak:{lang}+{v}" for lang in _ESPEAK_BASES if lang in langs for v in variants]
-    if shutil.which("flite"):
-        listed = _run(["flite", "-lv"]).replace("Voices available:", "").split()
-        voices += [f"flite:{v}" for v in _FLITE if v in listed]
-    return tuple(sorted(voices))
-
-
-@dataclass
-class Voice:
-    """One speaker's voice for a whole dialogue."""
-
-    name: str  # "espeak:en-us+m3" or "flite:slt"
-    rate: float  # espeak: words per minute; flite: 1 / duration_stretch * 170 (nominal wpm)
-    pitch: float  # espeak: 0-99; flite: mean F0 in Hz
-    gain_db: float = 0.0
-
-    @property
-    def engine(self) -> str:
-        return self.name.split(":")[0]
-
-
-def pick_voice(rng: np.random.Generator, exclude: str | None = None) -> Voice:
-    pool = [v for v in available_voices() if v != exclude] or list(available_voices())
-    if not pool:
-        raise RuntimeError("no TTS voice found: install espeak-ng and/or flite (apt-get install espeak-ng flite)")
-    # espeak has far more entries (language x variant); give flite a fair ~1/3 share when present
-    flite = [v for v in pool if v.startswith("flite:")]
-    espeak = [v for v in pool if v.startswith("espeak:")]
-    group = flite if flite and (not espeak or rng.random() < 0.33) else espeak
-    name = group[int(rng.integers(len(group)))]
-    female = name.endswith(("slt",)) or "+f" in name
-    if name.startswith("espeak:"):
-        rate, pitch = rng.uniform(135, 195), rng.uniform(30, 70)
-    else:
-        rate, pitch = rng.uniform(140, 200), (rng.uniform(170, 230) if female else rng.uniform(95, 135))
-    return Voice(name, round(float(rate), 1), round(float(pitch), 1), round(float(rng.uniform(-12, 0)), 2))
-
-
-def _trim_silence(x: np.ndarray, rate: int = SPEECH_RATE) -> np.ndarray:
-    hop = rate // 100
-    n = len(x) // hop
-    if n == 0:
-        return x
-    e = np.sqrt((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
-    on = np.flatnonzero(e > e.max() * 10 ** (-40 / 20))
-    if len(on) == 0:
-        return x
-    return x[max(on[0] - 2, 0) * hop : min(on[-1] + 3, n) * hop]
-
-
-def synthesize(text: str, voice: Voice) -> np.ndarray:
-    """Mono float32 16-kHz speech for ``text``, leading/trailing silence trimmed, RMS ~ -20 dBFS."""
-    if voice.engine == "espeak":
-        cmd = [
-            "espeak-ng",
-            "-v",
-            voice.name.split(":", 1)[1],
-            "-s",
-            str(round(voice.rate)),
-            "-p",
-            str(round(voice.pitch)),
-            "--stdout",
-            text,
-        ]
-        out = subprocess.run(cmd, capture_output=True, timeout=60, check=True).stdout
-        x, sr = sf.read(io.BytesIO(out), dtype="float32")
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "u.wav"
-            cmd = [
-                "flite",
-                "-voice",
-                voice.name.split(":", 1)[1],
-                "-t",
-                text,
-                "-o",
-                str(path),
-                "--setf",
-                f"duration_stretch={170.0 / voice.rate:.3f}",
-                "--setf",
-                f"int_f0_target_mean={voice.pitch:.1f}",
-            ]
-            subprocess.run(cmd, capture_output=True, timeout=60, check=True)
-            x, sr = sf.read(path, dtype="float32")
-    if x.ndim > 1:
-        x = x.mean(axis=1)
-    if sr != SPEECH_RATE:
-        x = soxr.resample(x, sr, SPEECH_RATE).astype(np.float32)
-    x = _trim_silence(x)
-    rms = float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
-    return (x * (0.1 / rms) if rms > 0 else x).astype(np.float32)
-
-
-class _TTSUtter:
-    """``Utter`` backed by real synthesis: grows a turn sentence by sentence until it reaches the
-    target length, and keeps every rendered utterance for placement."""
-
-    def __init__(self, voices: list[Voice]):
-        self.voices = voices
-        self.audio: dict[tuple[int, str], np.ndarray] = {}
-
-    def render(self, speaker: int, text: str) -> np.ndarray:
-        key = (speaker, text)
-        if key not in self.audio:
-            self.audio[key] = synthesize(text, self.voices[speaker])
-        return self.audio[key]
-
-    def __call__(self, speaker: int, kind: str, target: float, rng: np.random.Generator) -> tuple[str, float]:
-        text = sentence(rng, kind)
-        x = self.render(speaker, text)
-        if kind == "quick" and len(x) / SPEECH_RATE < QUICK_S[0]:
-            text = f"{text} {sentence(rng, kind)}"
-            x = self.render(speaker, text)
-        for _ in range(8 if kind == "turn" else 0):
-            if len(x) / SPEECH_RATE >= max(target * 0.9, TURN_S[0]):
-                break
-            longer = f"{text} {sentence(rng, kind)}"
-            y = self.render(speaker, longer)
-            if len(y) / SPEECH_RATE > TURN_S[1] and len(x) / SPEECH_RATE >= TURN_S[0]:
-                break
-            text, x = longer, y
-        return text, len(x) / SPEECH_RATE
-
-
-# ---------------------------------------------------------------------------------------------
 # mixing
 
 
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
     """Trim (with a 20-ms fade-out) or zero-pad to ``n`` samples."""
     if len(x) >= n:
         y = x[:n].copy()
@@ -445,14 +209,14 @@ def make_dialogue(seed: int, seconds: float) -> Dialogue:
     rng = np.random.default_rng(seed)
     v0 = pick_voice(rng)
     voices = [v0, pick_voice(rng, exclude=v0.name)]
-    utter = _TTSUtter(voices)
+    utter = TTSUtter(voices)
     timeline = schedule(seconds, rng, utter)
     n = round(seconds * SPEECH_RATE)
     tracks = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
     for s in timeline:
         a, b = round(s.start * SPEECH_RATE), min(round(s.end * SPEECH_RATE), n)
         jitter = 10 ** (float(rng.uniform(-2, 2)) / 20) * (0.7 if s.kind == "backchannel" else 1.0)
-        tracks[s.speaker][a:b] += jitter * _fit(utter.render(s.speaker, s.text), b - a)
+        tracks[s.speaker][a:b] += jitter * fit_length(utter.render(s.speaker, s.text), b - a)
     rt60 = round(float(rng.uniform(0.15, 0.35)), 3) if rng.random() < 0.5 else None
     color = ("white", "pink")[int(rng.integers(2))] if rng.random() < 0.8 else None
     snr = round(float(rng.uniform(15, 40)), 2) if color else None
@@ -472,7 +236,7 @@ def make_dialogue(seed: int, seconds: float) -> Dialogue:
     return Dialogue((tracks[0], tracks[1]), timeline, float(seconds), int(seed), voices, snr, color, rt60)
 
 
-def _write_wav(path: Path, x: np.ndarray) -> None:
+def write_wav(path: Path, x: np.ndarray) -> None:
     """Mono float32 WAV. scipy rather than soundfile: libsndfile adds a PEAK chunk with a timestamp,
     which would make two runs with the same seed differ byte for byte."""
     wavfile.write(path, SPEECH_RATE, np.ascontiguousarray(x, dtype=np.float32))
@@ -485,74 +249,9 @@ def write_dialogue(folder: str | Path, clip_name: str, seed: int, seconds: float
     folder.mkdir(parents=True, exist_ok=True)
     d = make_dialogue(seed, seconds)
     for k, x in enumerate(d.tracks):
-        _write_wav(folder / f"{clip_name}_speaker{k + 1}.wav", x)
+        write_wav(folder / f"{clip_name}_speaker{k + 1}.wav", x)
     (folder / f"{clip_name}_timeline.json").write_text(json.dumps(d.meta(), indent=1))
     return d
-
-
-# ---------------------------------------------------------------------------------------------
-# real speech (DualTalk demo conversations, when ../shared is present)
-
-
-def energy_segments(x: np.ndarray, speaker: int, rate: int = SPEECH_RATE, fps: float = FPS) -> list[Segment]:
-    """Energy-based voice activity of one track as segments (a rough estimate, not a VAD model):
-    frames 12 dB above the track's noise floor (10th percentile) and within 30 dB of its loudest
-    frames; gaps under 0.3 s are bridged and blips under 0.2 s dropped."""
-    hop = int(rate // fps)
-    n = len(x) // hop
-    db = 10 * np.log10((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1) + 1e-10)
-    thr = max(np.percentile(db, 10) + 12, np.percentile(db, 99) - 30)
-    on = db > thr
-    segs: list[list[float]] = []
-    for i in np.flatnonzero(on):
-        t0 = i / fps
-        if segs and t0 - segs[-1][1] < 0.3:
-            segs[-1][1] = (i + 1) / fps
-        else:
-            segs.append([t0, (i + 1) / fps])
-    return [Segment(speaker, round(a, 3), round(b, 3), "turn") for a, b in segs if b - a >= 0.2]
-
-
-def add_real_dialogues(folder: str | Path, src: str | Path = DEMO_DIR) -> list[str]:
-    """Copy the real DualTalk demo conversations (both speakers' tracks, resampled to 16 kHz and cut
-    to equal length) into ``folder`` as ``real_<clip>`` with an energy-based timeline. Returns the
-    clip names written; empty when ``src`` is absent."""
-    src, folder = Path(src), Path(folder)
-    if not src.is_dir():
-        return []
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for w1 in sorted(src.glob("*_speaker1.wav")):
-        clip = w1.name[: -len("_speaker1.wav")]
-        w2 = w1.with_name(f"{clip}_speaker2.wav")
-        if not w2.exists():
-            continue
-        xs = []
-        for w in (w1, w2):
-            x, sr = sf.read(w, dtype="float32", always_2d=True)
-            x = x.mean(axis=1)
-            xs.append(soxr.resample(x, sr, SPEECH_RATE).astype(np.float32) if sr != SPEECH_RATE else x)
-        n = min(map(len, xs))
-        seconds = n / SPEECH_RATE
-        timeline = sorted(
-            [s for k, x in enumerate(xs) for s in energy_segments(x[:n], k)], key=lambda s: (s.start, s.speaker)
-        )
-        name = f"real_{clip}"
-        for k, x in enumerate(xs):
-            _write_wav(folder / f"{name}_speaker{k + 1}.wav", x[:n])
-        meta = {
-            "source": str(w1.parent.name),
-            "clip": clip,
-            "seconds": seconds,
-            "sample_rate": SPEECH_RATE,
-            "fps": int(FPS),
-            "tracks": ["speaker1", "speaker2"],
-            "activity": "energy estimate",
-            "segments": [s._asdict() for s in timeline],
-        }
-        (folder / f"{name}_timeline.json").write_text(json.dumps(meta, indent=1))
-        written.append(name)
-    return written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -578,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dialogues", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real", action="store_true", help=f"also add the real demo conversations from {DEMO_DIR}")
+    ap.add_argument("--real", action="store_true", help="also add the real DualTalk demo conversations (../shared)")
     args = ap.parse_args(argv)
+    from .real_clips import add_real_dialogues
     t0 = time.perf_counter()
     for i in range(args.dialogues):
         write_dialogue(args.out, f"dlg{args.seed + i:06d}", args.seed + i, args.seconds)

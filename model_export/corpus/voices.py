@@ -2,7 +2,7 @@
 recorded the way two microphones record a conversation.
 
 Each speaker of a dialogue is one real voice (a LibriSpeech speaker; its utterances are cut into
-phrases at pauses) or, with a smaller share, a TTS voice (``dialogue._TTSUtter``). The existing
+phrases at pauses) or, with a smaller share, a TTS voice (``tts.TTSUtter``). The existing
 scheduler (``dialogue.schedule``) lays out turns, quick replies, backchannels, overlaps and pauses;
 the utterance source here renders each as a real phrase of about the asked length (backchannels are
 single short words). The clean tracks and the timeline are kept for the teacher; the tracks the model
@@ -27,7 +27,9 @@ from scipy.ndimage import uniform_filter1d
 from timar_blender.engine.contract import FPS, SPEECH_RATE
 
 from .acoustics import degrade_pair
-from .dialogue import BACKCHANNEL_S, QUICK_S, TURN_S, Segment, _fit, _TTSUtter, pick_voice, schedule
+from .dialogue import Segment, fit_length, schedule
+from .text import BACKCHANNEL_S, QUICK_S, TURN_S
+from .tts import TTSUtter, pick_voice
 
 LIBRISPEECH = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "librispeech"
 SPLITS = ("train-clean-100", "test-other")
@@ -155,7 +157,7 @@ class RealUtter:
 class MixedUtter:
     """``Utter`` over two speakers, each a real voice or a TTS voice."""
 
-    def __init__(self, sources: list[RealUtter | _TTSUtter]):
+    def __init__(self, sources: list[RealUtter | TTSUtter]):
         self.sources = sources
 
     def __call__(self, speaker: int, kind: str, target: float, rng: np.random.Generator) -> tuple[str, float]:
@@ -206,7 +208,7 @@ def real_voice_dialogue(
     pool = speakers(split, root)
     ids = sorted(pool)
     pick = rng.choice(len(ids), 2, replace=False)
-    sources: list[RealUtter | _TTSUtter] = []
+    sources: list[RealUtter | TTSUtter] = []
     voices: list[dict] = []
     tts_voices = []
     for k in range(2):
@@ -214,7 +216,7 @@ def real_voice_dialogue(
             v = pick_voice(rng, exclude=tts_voices[0].name if tts_voices else None)
             tts_voices.append(v)
             voices.append({"name": v.name, "kind": "tts", "rate": v.rate, "pitch": v.pitch})
-            sources.append(_TTSUtter([v, v]))
+            sources.append(TTSUtter([v, v]))
         else:
             spk = ids[int(pick[k])]
             voices.append({"name": f"librispeech:{spk}", "kind": "librispeech", "split": split})
@@ -226,7 +228,7 @@ def real_voice_dialogue(
     for s in timeline:
         a, b = round(s.start * SPEECH_RATE), min(round(s.end * SPEECH_RATE), n)
         gain = 10 ** (float(rng.uniform(-3, 3)) / 20) * (0.7 if s.kind == "backchannel" else 1.0)
-        clean[s.speaker][a:b] += gain * _fit(utter.render(s.speaker, s.text), b - a)
+        clean[s.speaker][a:b] += gain * fit_length(utter.render(s.speaker, s.text), b - a)
     profile = "eval" if split == "test-other" else "train"
     u, ag, info = degrade_pair(clean[0], clean[1], rng, profile=profile)
     return RealVoiceDialogue((clean[0], clean[1]), (u, ag), timeline, float(seconds), int(seed), split, voices, info)
