@@ -63,6 +63,8 @@ class TIMAR_PT_generate(SidebarPanel, bpy.types.Panel):
         row.prop(s, "cfg")
         row.prop(s, "temperature")
         row = box.row(align=True)
+        row.prop(s, "noise_correlation")
+        row = box.row(align=True)
         row.prop(s, "num_iter")
         row.prop(s, "mask_history_agent", toggle=True)
         row = box.row(align=True)

@@ -138,6 +138,7 @@ class TIMAR_PG_settings(bpy.types.PropertyGroup):
     cfg: _prop("cfg")
     cfg_schedule: _prop("cfg_schedule")
     temperature: _prop("temperature")
+    noise_correlation: _prop("noise_correlation")
     num_iter: _prop("num_iter")
     sampling_steps: _prop("sampling_steps")
     mask_history_agent: _prop("mask_history_agent")

@@ -3,6 +3,13 @@
 Each turn's noise comes from its own generator seeded with (seed, turn index), so a take is the
 same whether it is generated offline, streamed turn by turn, or resumed half way; and the PyTorch
 sampler and the onnxruntime engine see the same numbers for the same seed.
+
+Correlated noise (``correlation`` > 0, in frames): the diffusion head samples every frame on its own,
+so motion the audio leaves open (sway, drift) comes out as frame-to-frame white noise. Smoothing the
+sampling noise along time keeps every frame's marginal exactly N(0, 1) -- what the head was trained
+on -- while neighbouring frames draw alike. The noise is one continuous stream across turns (a turn's
+stretch also reads its neighbours' white noise), so there is no seam and streaming still equals
+offline.
 """
 
 from __future__ import annotations
@@ -33,9 +40,42 @@ class TurnNoise:
             raise ValueError("order must be a permutation of the turn's frames")
 
 
-def turn_noise(seed: int, turn_index: int, num_steps: int, frames: int, channels: int) -> TurnNoise:
+MAX_CORRELATION = 6.0  # frames: the kernel (4 sigma) then reaches at most one turn either side
+
+
+def turn_noise(
+    seed: int, turn_index: int, num_steps: int, frames: int, channels: int, correlation: float = 0.0
+) -> TurnNoise:
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(turn_index)])
     x_T = rng.standard_normal((frames, channels), dtype=np.float32)
     steps = rng.standard_normal((num_steps, frames, channels), dtype=np.float32)
     order = rng.permutation(frames)
+    if correlation > 0:
+        x_T, steps = _correlated(seed, turn_index, num_steps, frames, channels, correlation)
     return TurnNoise(x_T=x_T, steps=steps, order=order)
+
+
+def _white(seed: int, stream_turn: int, num_steps: int, frames: int, channels: int) -> np.ndarray:
+    """(1 + S, F, C) white noise of one turn of the continuous stream (x_T, then the steps)."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(stream_turn) + 1, 1])
+    return rng.standard_normal((1 + num_steps, frames, channels), dtype=np.float32)
+
+
+def _correlated(
+    seed: int, turn_index: int, num_steps: int, frames: int, channels: int, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    if not 0 < sigma <= MAX_CORRELATION or 4 * sigma > frames:
+        raise ValueError(f"noise correlation must be in (0, {MAX_CORRELATION:g}] frames and 4x it within a "
+                         f"turn of {frames} frames, got {sigma}")
+    radius = int(np.ceil(4 * sigma))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (t / sigma) ** 2)
+    kernel /= np.sqrt(np.sum(kernel**2))  # unit variance out of unit-variance white noise
+    stream = np.concatenate([_white(seed, k, num_steps, frames, channels)
+                             for k in (turn_index - 1, turn_index, turn_index + 1)], axis=1)
+    out = np.zeros((1 + num_steps, frames, channels), np.float64)
+    for j, w in enumerate(kernel):
+        a = frames - radius + j
+        out += w * stream[:, a : a + frames]
+    out = out.astype(np.float32)
+    return out[0], out[1:]

@@ -60,6 +60,7 @@ class SamplingOptions:
     cfg: float = 1.0  # classifier-free guidance scale (1 = off)
     cfg_schedule: str = "linear"  # "linear" (ramped with progress) or "constant"
     temperature: float = 1.0
+    noise_correlation: float = 0.0  # frames over which the sampling noise is smoothed (0 = white)
     seed: int = 0
     mask_history_agent: bool = True  # re-mask the agent motion of history turns (paper setting)
     random_order: bool = True  # frame order for num_iter > 1; False = left to right
@@ -212,7 +213,8 @@ class TurnSampler:
         if self.noise is not None:
             return self.noise(turn)
         info = self.backend.info
-        return turn_noise(self.options.seed, turn, self.coefs.num_steps, info.frames_per_turn, info.motion_dim)
+        return turn_noise(self.options.seed, turn, self.coefs.num_steps, info.frames_per_turn, info.motion_dim,
+                          self.options.noise_correlation)
 
     def step(
         self,

@@ -1,0 +1,73 @@
+"""Correlated sampling noise: every frame's noise stays N(0, 1) (what the diffusion head was trained
+on) while neighbouring frames -- across turn edges too -- draw alike, so motion the speech leaves
+open comes out coherent instead of frame-to-frame white noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from timar_blender.engine.noise import turn_noise
+from timar_blender.engine.sampler import SamplingOptions
+
+
+def _stream(seed: int, turns: int, sigma: float, steps: int = 2, frames: int = 25, channels: int = 56):
+    parts = [turn_noise(seed, k, steps, frames, channels, sigma) for k in range(turns)]
+    return np.concatenate([p.x_T for p in parts]), np.concatenate([p.steps for p in parts], axis=1), parts
+
+
+def test_zero_correlation_is_the_white_noise_of_before() -> None:
+    a, b = turn_noise(3, 5, 4, 25, 56), turn_noise(3, 5, 4, 25, 56, 0.0)
+    assert np.array_equal(a.x_T, b.x_T) and np.array_equal(a.steps, b.steps) and np.array_equal(a.order, b.order)
+
+
+@pytest.mark.parametrize("sigma", [1.5, 3.0])
+def test_marginals_stay_unit_and_neighbours_correlate_across_turn_edges(sigma: float) -> None:
+    x, steps, parts = _stream(7, 40, sigma)
+    assert abs(float(x.std()) - 1.0) < 0.05 and abs(float(steps.std()) - 1.0) < 0.05
+    assert abs(float(x.mean())) < 0.05
+
+    def lag1(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(a * b))
+
+    want = np.exp(-1.0 / (4 * sigma**2))  # autocorrelation of Gaussian-smoothed white noise at lag 1
+    inside = lag1(x[1:][np.arange(1, len(x)) % 25 != 0], x[:-1][np.arange(1, len(x)) % 25 != 0])
+    edges = np.arange(25, len(x), 25)
+    across = lag1(x[edges], x[edges - 1])
+    assert abs(inside - want) < 0.05 and abs(across - want) < 0.1  # no seam at the turn edges
+    white = turn_noise(7, 3, 2, 25, 56)
+    assert abs(lag1(white.x_T[1:], white.x_T[:-1])) < 0.1
+    assert np.array_equal(parts[3].order, white.order)  # the generation order does not change
+
+
+def test_noise_is_a_function_of_seed_and_turn_only() -> None:
+    a, b = turn_noise(11, 9, 3, 25, 56, 2.0), turn_noise(11, 9, 3, 25, 56, 2.0)
+    assert np.array_equal(a.x_T, b.x_T) and np.array_equal(a.steps, b.steps)
+    assert not np.allclose(a.x_T, turn_noise(12, 9, 3, 25, 56, 2.0).x_T)
+
+
+def test_out_of_range_correlation_is_refused() -> None:
+    from timar_blender.engine.settings import OPTIONS, SettingsError
+
+    with pytest.raises(SettingsError, match="noise_correlation"):
+        OPTIONS["noise_correlation"].check(7.0)
+    with pytest.raises(ValueError, match="noise correlation"):
+        turn_noise(0, 0, 2, 25, 56, 6.5)
+
+
+def test_bundled_model_head_is_smoother_with_correlated_noise() -> None:
+    from conftest import synth_speech
+
+    from timar_blender.engine.dialogue import generate_dialogue
+    from timar_blender.engine.job import BUNDLED_MODEL, backend_for
+
+    if not (BUNDLED_MODEL / "manifest.json").exists():
+        pytest.skip("no bundled model in timar_blender/model")
+    user = synth_speech(12.0, 16000, 3, [(0.5, 5.0), (7.0, 11.0)])
+    agent = synth_speech(12.0, 16000, 4, [(5.3, 6.8)])
+    backend = backend_for("")
+    jit = {}
+    for sigma in (0.0, 3.0):
+        m = generate_dialogue(backend, user, agent, None, SamplingOptions(seed=1, noise_correlation=sigma)).motion
+        jit[sigma] = float(np.abs(np.diff(m[:, 53:56], n=2, axis=0)).mean())
+    assert jit[3.0] < 0.7 * jit[0.0], jit
