@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy.ndimage import binary_dilation, gaussian_filter1d, uniform_filter1d
+from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
-from timar_blender.engine import contract
+from timar_blender.engine import activity, contract
 
 FPS = int(contract.FPS)
 RATE = contract.SPEECH_RATE
@@ -102,30 +102,21 @@ GOALS: dict[str, Goal] = {
 def frame_level(audio: np.ndarray, frames: int, rate: int = RATE, fps: int = FPS) -> np.ndarray:
     """dB of the track's RMS per motion frame (40 ms at 25 fps; zero-padded past the end), floored
     50 dB under its 99th percentile so digital silence does not dominate."""
-    hop = round(rate / fps)
-    x = np.asarray(audio, np.float64).ravel()
-    x = np.pad(x, (0, max(0, frames * hop - len(x))))[: frames * hop]
-    rms = np.sqrt(np.mean(x.reshape(frames, hop) ** 2, axis=1))
-    db = 20.0 * np.log10(rms + 1e-12)
+    db = activity.frame_db(np.asarray(audio, np.float64).ravel(), round(rate / fps), frames, eps=1e-12)
     return np.maximum(db, np.percentile(db, 99) - 50.0) if frames else db
 
 
 def energy_mask(db: np.ndarray, fps: int = FPS) -> np.ndarray:
     """Talking frames of a track from its floored level: start above max(floor + 13 dB, loud - 35 dB)
     (floor = p10, loud = p99), keep going while above that - 6 dB, then widen by 0.2 s."""
-    db = np.asarray(db, np.float64)
-    if len(db) == 0:
-        return np.zeros(0, bool)
-    floor, loud = np.percentile(db, 10), np.percentile(db, 99)
-    start = max(floor + START_OVER_FLOOR_DB, loud - START_UNDER_LOUD_DB)
-    stop = start - HYSTERESIS_DB
-    on = np.zeros(len(db), bool)
-    active = False
-    for i, v in enumerate(db):
-        active = v > start or (active and v > stop)
-        on[i] = active
-    widen = round(WIDEN_S * fps)
-    return binary_dilation(on, iterations=widen) if on.any() and widen > 0 else on
+    gate = activity.Gate(
+        over_floor_db=START_OVER_FLOOR_DB,
+        loud_pct=99,
+        under_loud_db=START_UNDER_LOUD_DB,
+        hysteresis_db=HYSTERESIS_DB,
+        widen=round(WIDEN_S * fps),
+    )
+    return gate.mask(np.asarray(db, np.float64), fps)
 
 
 def timeline_mask(timeline: Sequence, speaker: int, frames: int, fps: int = FPS) -> np.ndarray:

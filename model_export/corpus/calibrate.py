@@ -31,35 +31,32 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.ndimage import binary_dilation, median_filter
+from scipy.ndimage import binary_dilation
 from scipy.signal import butter, sosfiltfilt, welch
 
 from model_export.data import load_flame56
+from timar_blender.engine import activity
 from timar_blender.engine.contract import FPS, SPEECH_RATE
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "dualtalk_demo"
 DEFAULT_OUT = Path(__file__).resolve().parent / "flame_calibration.json"
 N_MOUTH = 3
 JAW_REFERENCE = "xkHwlcDSOjc_sub_video_109_000_speaker1"  # the clip whose FLAME jaw follows its audio
+TALKING = activity.Gate(over_floor_db=12.0, loud_pct=97, midway=True, majority=5, widen=5)  # talking_mask
 
 
 def frame_db(x: np.ndarray, n: int, rate: int = SPEECH_RATE, fps: float = FPS) -> np.ndarray:
     """RMS level in dB per motion frame (``n`` frames, zero-padded if the audio is short)."""
-    hop = int(rate // fps)
     x = np.asarray(x, np.float64)
     if x.ndim > 1:
         x = x.mean(axis=1)
-    x = np.pad(x, (0, max(0, n * hop - len(x))))[: n * hop]
-    return 20 * np.log10(np.sqrt((x.reshape(n, hop) ** 2).mean(axis=1)) + 1e-6)
+    return activity.frame_db(x, int(rate // fps), n, eps=1e-6)
 
 
 def talking_mask(db: np.ndarray) -> np.ndarray:
     """Voiced frames (above a level halfway between the track's floor and its loud frames, at least
     12 dB over the floor), median-filtered and dilated by 0.2 s so short closures count as talking."""
-    floor, loud = np.percentile(db, 10), np.percentile(db, 97)
-    voiced = db > max(floor + 12.0, (floor + loud) / 2)
-    voiced = median_filter(voiced.astype(np.uint8), size=5).astype(bool)
-    return binary_dilation(voiced, iterations=5)
+    return TALKING.mask(db, FPS)
 
 
 def _pct(x: np.ndarray) -> dict[str, float]:

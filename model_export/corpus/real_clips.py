@@ -11,30 +11,22 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from timar_blender.engine import activity
 from timar_blender.engine.contract import FPS, SPEECH_RATE
 
 from .dialogue import Segment, write_wav
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "dualtalk_demo"
+ENERGY_SEGMENTS = activity.Gate(over_floor_db=12, loud_pct=99, under_loud_db=30, bridge_s=0.3, min_run_s=0.2)
 
 
 def energy_segments(x: np.ndarray, speaker: int, rate: int = SPEECH_RATE, fps: float = FPS) -> list[Segment]:
     """Energy-based voice activity of one track as segments (a rough estimate, not a VAD model):
     frames 12 dB above the track's noise floor (10th percentile) and within 30 dB of its loudest
     frames; gaps under 0.3 s are bridged and blips under 0.2 s dropped."""
-    hop = int(rate // fps)
-    n = len(x) // hop
-    db = 10 * np.log10((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1) + 1e-10)
-    thr = max(np.percentile(db, 10) + 12, np.percentile(db, 99) - 30)
-    on = db > thr
-    segs: list[list[float]] = []
-    for i in np.flatnonzero(on):
-        t0 = i / fps
-        if segs and t0 - segs[-1][1] < 0.3:
-            segs[-1][1] = (i + 1) / fps
-        else:
-            segs.append([t0, (i + 1) / fps])
-    return [Segment(speaker, round(a, 3), round(b, 3), "turn") for a, b in segs if b - a >= 0.2]
+    db = activity.frame_db(x, int(rate // fps), eps=1e-10, power=True, tail="drop", dtype=None)
+    # frame indices stay numpy integers: round() of the numpy seconds, as the timelines always were
+    return [Segment(speaker, round(a / fps, 3), round(b / fps, 3), "turn") for a, b in ENERGY_SEGMENTS.runs(db, fps)]
 
 
 def add_real_dialogues(folder: str | Path, src: str | Path = DEMO_DIR) -> list[str]:

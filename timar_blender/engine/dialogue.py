@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .activity import Gate, frame_db
 from .audio import Normalizer, check_finite
 from .contract import ModelInfo
 from .sampler import Backend, SamplingOptions, TurnResult, TurnSampler
 
 NORMALIZATIONS = ("file", "running", "none")
+SPEAKING = Gate(over_floor_db=12.0, min_db=-50.0, widen=3)  # speaking_frames' detector
 
 
 def offline_normalization(info: ModelInfo) -> str:
@@ -70,22 +72,8 @@ def speaking_frames(wave: np.ndarray, frames: int, rate: int, fps: float) -> np.
     A simple energy gate (no model): the floor is the 10th percentile of frame energies, speech is
     > 12 dB above it and above an absolute -50 dBFS; a frame is speaking when it or a close
     neighbour is (hangover), so syllable gaps do not flicker."""
-    hop = rate / fps
-    idx = (np.arange(frames + 1) * hop).astype(np.int64)
-    wave = np.asarray(wave, dtype=np.float32)
-    rms = np.zeros(frames)
-    for i in range(frames):
-        seg = wave[idx[i] : idx[i + 1]]
-        rms[i] = np.sqrt(np.mean(seg.astype(np.float64) ** 2)) if len(seg) else 0.0
-    db = 20 * np.log10(rms + 1e-9)
-    floor = np.percentile(db, 10) if frames else -120.0
-    voiced = (db > floor + 12.0) & (db > -50.0)
-    hang = 3
-    out = voiced.copy()
-    for k in range(1, hang + 1):
-        out[k:] |= voiced[:-k]
-        out[:-k] |= voiced[k:]
-    return out
+    db = frame_db(np.asarray(wave, dtype=np.float32), rate / fps, frames, eps=1e-9, tail="partial")
+    return SPEAKING.mask(db, fps)
 
 
 class DialogueStream:
