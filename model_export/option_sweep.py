@@ -96,15 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model_export.option_sweep", description=__doc__.split("\n")[0])
     p.add_argument("--bundle", default="", help="model bundle folder (default: the bundled model)")
     p.add_argument("--grid", nargs="+", required=True, help="OPTION=V1,V2,... (settings names)")
-    p.add_argument("--cases", nargs="+", choices=behaviour.CASE_GROUPS, default=list(behaviour.CASE_GROUPS))
-    p.add_argument("--dialogues", type=int, nargs="+", default=[0, 1], help="held-out LibriSpeech dialogue seeds")
+    p.add_argument("--cases", nargs="+", choices=behaviour.CASE_GROUPS, default=["librispeech", "pure"])
+    p.add_argument("--dialogues", type=int, nargs="+", default=[10, 11], help="held-out LibriSpeech dialogue seeds")
+    p.add_argument("--pure-seed", type=int, default=5, help="seed of the pure talking / listening cases")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     grid = parse_grid(args.grid)
-    cases = behaviour.default_cases(dialogues=args.dialogues, seconds=args.seconds, groups=args.cases)
+    groups = [g for g in args.cases if g != "pure"]
+    cases = behaviour.default_cases(dialogues=args.dialogues, seconds=args.seconds, groups=groups) if groups else []
+    if "pure" in args.cases:
+        cases += [behaviour.one_sided_case(k, args.pure_seed, args.seconds) for k in ("talking", "listening")]
     rows = sweep(args.bundle, grid, cases, args.seeds, args.threads)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
