@@ -347,7 +347,12 @@ def test_benchmark_end_to_end_on_a_real_clip(tmp_path, demo_folder):
     assert model["seeds"] == [0, 1] and model["frames"] == 200 and len(model["per_take"]) == 2
     assert model["values"]["seed_r_head"] is not None  # two seeds -> a seed correlation
     assert src["bundled model"]["turn_latency_ms"]["turns"] == 2 * 7  # 8 turns per run, the first left out
-    assert src["bundled model"]["options"]["smoothing"] == 0.0
+    from timar_blender.engine import settings
+    from timar_blender.engine.job import BUNDLED_MODEL
+
+    shipped = settings.resolve({}, settings.read_recommended(BUNDLED_MODEL))  # what Generate uses
+    assert src["bundled model"]["options"]["smoothing"] == shipped.smoothing
+    assert src["bundled model"]["options"]["noise_correlation"] == shipped.noise_correlation
     # the real row is the measures of the clip's own FLAME, labelled by the energy mask of its tracks
     real = src["real person"]["cases"]["xkH first 8 s"]
     lab = bm.frame_labels(case.tracks[1], case.tracks[0], 200)
