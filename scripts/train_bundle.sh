@@ -1,63 +1,67 @@
 #!/usr/bin/env bash
-# Reproduce the bundled model: corpus, two-fold training, export into timar_blender/model, model card.
+# Reproduce the bundled model (v2): corpus v2 -> training -> option sweep -> export into
+# timar_blender/model (+ its PyTorch weights) -> MODEL_CARD.md -> README pictures.
 #
-# The teacher is calibrated on the real DualTalk demo clips, so there are two folds: each is
-# calibrated on one real clip (and may train on that conversation's audio) and evaluated on the
-# other. Both folds train at once, one CPU thread each; the xkHwlcDSOjc fold is the one shipped
-# (its clip's jaw follows the speaker's audio; see MODEL_CARD.md).
-#   STEPS=<n>        optimizer steps of the shipped fold (default 1700)
-#   STEPS_OTHER=<n>  optimizer steps of the other fold (default 1000; it only serves the evaluation)
-#   STAGE=corpus|train|export|card|all (default all); every stage resumes / reuses what exists.
-# Needs ../shared/fixtures/dualtalk_demo (calibration folds, real audio and the evaluation clips).
+# Corpus v2: LibriSpeech train-clean-100 voices mixed with TTS voices, recorded with room tone and
+# bleed (model_export/corpus/voices.py, acoustics.py); motion from teacher v2 (phonemes, teacher.py)
+# calibrated on the real xkH clip only, so the other DualTalk conversation (UbjUDM) stays held out.
+# One fold is trained (the shipped one); the held-out real clip and test-other voices evaluate it.
+#   STEPS=<n>     optimizer steps (default 2600, ~90 min on 2 cores)
+#   THREADS=<n>   torch threads (default 2)
+#   WARM=1        start from the shipped weights (model_export/weights/bundled-ema.pth) instead of scratch
+#   STAGE=corpus|train|sweep|export|card|pictures|all (default all); every stage reuses what exists.
+# Needs ../shared/fixtures (LibriSpeech voices, the DualTalk clips for calibration and evaluation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 [ -x "$PY" ] || { echo "error: run 'bash scripts/setup.sh' first" >&2; exit 1; }
-[ -d ../shared/fixtures/dualtalk_demo ] || { echo "error: ../shared/fixtures/dualtalk_demo is needed" >&2; exit 1; }
-STEPS=${STEPS:-1700}
-STEPS_OTHER=${STEPS_OTHER:-1000}
+[ -d ../shared/fixtures/librispeech ] || { echo "error: ../shared/fixtures is needed" >&2; exit 1; }
+STEPS=${STEPS:-2600}
+THREADS=${THREADS:-2}
 STAGE=${STAGE:-all}
-C=runs/corpus
-R=runs/bundle
+C=runs/corpus_v2
+R=runs/bundle_v2
 SHIP=xkHwlcDSOjc_sub_video_109_000_speaker1
-OTHER=UbjUDM1MiGE_sub_video_72_speaker2
-declare -A TAG=([$SHIP]=foldX [$OTHER]=foldU)
-declare -A NSTEPS=([$SHIP]=$STEPS [$OTHER]=$STEPS_OTHER)
+WEIGHTS=model_export/weights/bundled-ema.pth
+GRID=(num_iter=1,4 mask_history_agent=true,false temperature=0.8,1.0 noise_correlation=0,4)
+stage() { [[ $STAGE == all || $STAGE == "$1" ]]; }
 
-if [[ $STAGE == all || $STAGE == corpus ]]; then
-  [ -f $C/foldX/corpus.json ] || "$PY" -m model_export.corpus.build $C/foldX --dialogues 200 --seconds 60 \
-    --seed 0 --jobs 2 --fold $SHIP --real
-  [ -f $C/foldU/corpus.json ] || "$PY" -m model_export.corpus.build $C/foldU --dialogues 200 --seconds 60 \
-    --seed 0 --jobs 2 --fold $OTHER --real --audio-from $C/foldX
-  # held out: other seeds, never trained on
-  [ -f $C/testX/corpus.json ] || "$PY" -m model_export.corpus.build $C/testX --dialogues 8 --seconds 60 \
+if stage corpus; then
+  [ -f $C/audio/corpus.json ] || "$PY" -m model_export.corpus.build $C/audio --dialogues 400 --seconds 40 \
+    --seed 0 --jobs 2
+  [ -f $C/foldX/corpus.json ] || "$PY" -m model_export.corpus.build $C/foldX --audio-from $C/audio \
+    --dialogues 400 --seconds 40 --seed 0 --jobs 2 --fold $SHIP --real
+  [ -f $C/test/corpus.json ] || "$PY" -m model_export.corpus.build $C/test --dialogues 8 --seconds 60 \
     --seed 900000 --jobs 2 --fold $SHIP
-  [ -f $C/testU/corpus.json ] || "$PY" -m model_export.corpus.build $C/testU --dialogues 8 --seconds 60 \
-    --seed 900000 --jobs 2 --fold $OTHER --audio-from $C/testX
-  [ -f $C/long/corpus.json ] || "$PY" -m model_export.corpus.build $C/long --dialogues 1 --seconds 600 \
-    --seed 990000 --fold $SHIP
 fi
 
-if [[ $STAGE == all || $STAGE == train ]]; then
-  mkdir -p $R
-  for fold in $SHIP $OTHER; do
-    t=${TAG[$fold]}
-    "$PY" -m model_export.train --data $C/$t --out $R/$t --preset timar_cpu_bundle --threads 1 \
-      --batch-size 16 --lr 1e-3 --warmup-epochs 0.5 --cosine --max-steps "${NSTEPS[$fold]}" --stride-turns 4 \
-      --ema-rate 0.999 --save-every-steps 100 --log-every 50 --resume auto > $R/$t.log 2>&1 &
-  done
-  wait
+if stage train; then
+  init=()
+  [[ ${WARM:-0} == 1 && -f $WEIGHTS ]] && init=(--init $WEIGHTS)
+  "$PY" -m model_export.train --data $C/foldX --out $R --preset timar_cpu_v2 "${init[@]}" --threads "$THREADS" \
+    --batch-size 16 --lr 1e-3 --warmup-epochs 0.5 --cosine --max-steps "$STEPS" --stride-turns 4 \
+    --ema-rate 0.999 --save-every-steps 100 --log-every 50 --resume auto 2>&1 | tee -a $R.log
 fi
 
-if [[ $STAGE == all || $STAGE == export ]]; then
-  "$PY" -m model_export export --checkpoint $R/foldX/checkpoint-last.pth --out timar_blender/model \
-    --name timar-blender-cpu-bundle --provenance-file $C/foldX/corpus.json \
-    --license "Apache-2.0; trained by the TIMAR for Blender project on its own synthetic corpus (see MODEL_CARD.md)"
+if stage sweep; then
+  "$PY" -m model_export export --checkpoint $R/checkpoint-last.pth --out $R/bundle --force --no-check
+  "$PY" -m model_export.option_sweep --bundle $R/bundle --grid "${GRID[@]}" --json $R/sweep.json | tee $R/sweep.txt
 fi
 
-if [[ $STAGE == all || $STAGE == card ]]; then
-  "$PY" -m model_export.model_card --bundle timar_blender/model \
-    --fold $SHIP=$R/foldX/checkpoint-last.pth=$C/testX=$C/foldX \
-    --fold $OTHER=$R/foldU/checkpoint-last.pth=$C/testU=$C/foldU \
-    --long $C/long --out MODEL_CARD.md
+if stage export; then
+  # the sweep's best options become the bundle's recommended options
+  mapfile -t rec < <(tail -1 $R/sweep.txt | tr ' ' '\n' | grep -v '^--recommend$')
+  flags=(); for r in "${rec[@]}"; do flags+=(--recommend "$r"); done
+  "$PY" -m model_export export --checkpoint $R/checkpoint-last.pth --out timar_blender/model \
+    --name timar-blender-cpu-v2 --provenance-file $C/foldX/corpus.json "${flags[@]}" --save-weights $WEIGHTS \
+    --license "Apache-2.0; trained by the TIMAR for Blender project on its own corpus: LibriSpeech voices (CC BY 4.0, (c) 2014 Vassil Panayotov et al.) and TTS voices; see MODEL_CARD.md"
+fi
+
+if stage card; then
+  "$PY" -m model_export.model_card --bundle timar_blender/model --fold $SHIP=bundle=$C/test=$C/foldX \
+    --corpus $C/foldX/corpus.json --out MODEL_CARD.md --figures docs/model_card
+fi
+
+if stage pictures; then
+  bash scripts/readme_pictures.sh
 fi
