@@ -352,7 +352,7 @@ def test_benchmark_end_to_end_on_a_real_clip(tmp_path, demo_folder):
 
     shipped = settings.resolve({}, settings.read_recommended(BUNDLED_MODEL))  # what Generate uses
     assert src["bundled model"]["options"]["smoothing"] == shipped.smoothing
-    assert src["bundled model"]["options"]["noise_correlation"] == shipped.noise_correlation
+    assert src["bundled model"]["options"]["head_noise_correlation"] == shipped.head_noise_correlation
     # the real row is the measures of the clip's own FLAME, labelled by the energy mask of its tracks
     real = src["real person"]["cases"]["xkH first 8 s"]
     lab = bm.frame_labels(case.tracks[1], case.tracks[0], 200)

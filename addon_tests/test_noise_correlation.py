@@ -49,8 +49,9 @@ def test_noise_is_a_function_of_seed_and_turn_only() -> None:
 def test_out_of_range_correlation_is_refused() -> None:
     from timar_blender.engine.settings import OPTIONS, SettingsError
 
-    with pytest.raises(SettingsError, match="noise_correlation"):
-        OPTIONS["noise_correlation"].check(7.0)
+    for name in ("head_noise_correlation", "face_noise_correlation"):
+        with pytest.raises(SettingsError, match=name):
+            OPTIONS[name].check(7.0)
     with pytest.raises(ValueError, match="noise correlation"):
         turn_noise(0, 0, 2, 25, 56, 6.5)
 
@@ -68,6 +69,21 @@ def test_bundled_model_head_is_smoother_with_correlated_noise() -> None:
     backend = backend_for("")
     jit = {}
     for sigma in (0.0, 3.0):
-        m = generate_dialogue(backend, user, agent, None, SamplingOptions(seed=1, noise_correlation=sigma)).motion
-        jit[sigma] = float(np.abs(np.diff(m[:, 53:56], n=2, axis=0)).mean())
-    assert jit[3.0] < 0.7 * jit[0.0], jit
+        opts = SamplingOptions(seed=1, head_noise_correlation=sigma, face_noise_correlation=sigma)
+        m = generate_dialogue(backend, user, agent, None, opts).motion
+        jit[sigma] = (float(np.abs(np.diff(m[:, 53:56], n=2, axis=0)).mean()),
+                      float(np.abs(np.diff(m[:, 50], n=2)).mean()))
+    assert jit[3.0][0] < 0.7 * jit[0.0][0], jit  # the head is smoother
+    assert jit[3.0][1] < 0.7 * jit[0.0][1], jit  # and so is the jaw
+
+
+def test_each_channel_group_gets_its_own_correlation() -> None:
+    sigma = np.zeros(56)
+    sigma[53:56] = 4.0
+    sigma[50:53] = 1.0
+    x = np.concatenate([turn_noise(2, k, 1, 25, 56, sigma).x_T for k in range(120)])
+    lag1 = np.mean(x[1:] * x[:-1], axis=0)
+    assert np.all(np.abs(lag1[:50]) < 0.1)  # expression: white, exactly as before
+    assert np.allclose(lag1[50:53], np.exp(-1 / 4), atol=0.08) and np.allclose(lag1[53:], np.exp(-1 / 64), atol=0.08)
+    plain = turn_noise(2, 4, 1, 25, 56)
+    assert np.array_equal(turn_noise(2, 4, 1, 25, 56, sigma).x_T[:, :50], plain.x_T[:, :50])

@@ -58,8 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cfg", type=float, default=1.0)
     p.add_argument("--cfg-schedule", choices=("linear", "constant"), default="linear")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--noise-correlation", type=float, default=0.0,
-                   help="frames over which the sampling noise is smoothed (0 = independent frames, the paper)")
+    for part in ("head", "face"):
+        p.add_argument(f"--{part}-noise-correlation", type=float, default=0.0,
+                       help=f"{part}: frames over which the sampling noise is smoothed (0 = independent, the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-mask-history-agent", action="store_true")
     p.add_argument("--no-clamp-variance", action="store_true",
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg=args.cfg,
             cfg_schedule=args.cfg_schedule,
             temperature=args.temperature,
-            noise_correlation=args.noise_correlation,
+            head_noise_correlation=args.head_noise_correlation,
+            face_noise_correlation=args.face_noise_correlation,
             seed=args.seed,
             mask_history_agent=not args.no_mask_history_agent,
             clamp_variance=not args.no_clamp_variance,

@@ -44,14 +44,23 @@ MAX_CORRELATION = 6.0  # frames: the kernel (4 sigma) then reaches at most one t
 
 
 def turn_noise(
-    seed: int, turn_index: int, num_steps: int, frames: int, channels: int, correlation: float = 0.0
+    seed: int,
+    turn_index: int,
+    num_steps: int,
+    frames: int,
+    channels: int,
+    correlation: float | np.ndarray = 0.0,
 ) -> TurnNoise:
+    """``correlation``: frames over which the noise is smoothed, one value or one per channel (0 = white)."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(turn_index)])
     x_T = rng.standard_normal((frames, channels), dtype=np.float32)
     steps = rng.standard_normal((num_steps, frames, channels), dtype=np.float32)
     order = rng.permutation(frames)
-    if correlation > 0:
-        x_T, steps = _correlated(seed, turn_index, num_steps, frames, channels, correlation)
+    sigma = np.broadcast_to(np.asarray(correlation, np.float64), (channels,))
+    if np.any(sigma > 0):
+        cx, cs = _correlated(seed, turn_index, num_steps, frames, channels, sigma)
+        on = sigma > 0
+        x_T[:, on], steps[:, :, on] = cx[:, on], cs[:, :, on]
     return TurnNoise(x_T=x_T, steps=steps, order=order)
 
 
@@ -61,21 +70,30 @@ def _white(seed: int, stream_turn: int, num_steps: int, frames: int, channels: i
     return rng.standard_normal((1 + num_steps, frames, channels), dtype=np.float32)
 
 
-def _correlated(
-    seed: int, turn_index: int, num_steps: int, frames: int, channels: int, sigma: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _kernel(sigma: float, frames: int) -> np.ndarray:
     if not 0 < sigma <= MAX_CORRELATION or 4 * sigma > frames:
         raise ValueError(f"noise correlation must be in (0, {MAX_CORRELATION:g}] frames and 4x it within a "
                          f"turn of {frames} frames, got {sigma}")
     radius = int(np.ceil(4 * sigma))
     t = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (t / sigma) ** 2)
-    kernel /= np.sqrt(np.sum(kernel**2))  # unit variance out of unit-variance white noise
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    return k / np.sqrt(np.sum(k**2))  # unit variance out of unit-variance white noise
+
+
+def _correlated(
+    seed: int, turn_index: int, num_steps: int, frames: int, channels: int, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x_T, steps) of the continuous stream smoothed per channel with its own sigma (> 0 only)."""
     stream = np.concatenate([_white(seed, k, num_steps, frames, channels)
                              for k in (turn_index - 1, turn_index, turn_index + 1)], axis=1)
-    out = np.zeros((1 + num_steps, frames, channels), np.float64)
-    for j, w in enumerate(kernel):
-        a = frames - radius + j
-        out += w * stream[:, a : a + frames]
-    out = out.astype(np.float32)
+    out = np.zeros((1 + num_steps, frames, channels), np.float32)
+    for value in np.unique(sigma[sigma > 0]):
+        cols = np.flatnonzero(sigma == value)
+        kernel = _kernel(float(value), frames)
+        radius = len(kernel) // 2
+        acc = np.zeros((1 + num_steps, frames, len(cols)), np.float64)
+        for j, w in enumerate(kernel):
+            a = frames - radius + j
+            acc += w * stream[:, a : a + frames, cols]
+        out[:, :, cols] = acc
     return out[0], out[1:]

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .contract import ModelInfo
+from .contract import NECK, ModelInfo
 from .layout import ROLE_USER, SEPARATORS, TurnLayout
 from .noise import TurnNoise, turn_noise
 from .schedule import DiffusionCoefficients, ancestral_step
@@ -60,7 +60,9 @@ class SamplingOptions:
     cfg: float = 1.0  # classifier-free guidance scale (1 = off)
     cfg_schedule: str = "linear"  # "linear" (ramped with progress) or "constant"
     temperature: float = 1.0
-    noise_correlation: float = 0.0  # frames over which the sampling noise is smoothed (0 = white)
+    # frames over which the sampling noise is smoothed (0 = white): head rotation, expression + jaw
+    head_noise_correlation: float = 0.0
+    face_noise_correlation: float = 0.0
     seed: int = 0
     mask_history_agent: bool = True  # re-mask the agent motion of history turns (paper setting)
     random_order: bool = True  # frame order for num_iter > 1; False = left to right
@@ -213,8 +215,9 @@ class TurnSampler:
         if self.noise is not None:
             return self.noise(turn)
         info = self.backend.info
-        return turn_noise(self.options.seed, turn, self.coefs.num_steps, info.frames_per_turn, info.motion_dim,
-                          self.options.noise_correlation)
+        sigma = np.full(info.motion_dim, self.options.face_noise_correlation)
+        sigma[NECK] = self.options.head_noise_correlation
+        return turn_noise(self.options.seed, turn, self.coefs.num_steps, info.frames_per_turn, info.motion_dim, sigma)
 
     def step(
         self,

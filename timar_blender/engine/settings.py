@@ -122,10 +122,14 @@ class Settings:
                              choices=("linear", "constant"), recommendable=True)
     temperature: float = _opt(1.0, "Temperature", "Scale of the sampling noise (0 = the mean motion)",
                               min=0.0, max=5.0, soft_max=1.5, recommendable=True)
-    noise_correlation: float = _opt(0.0, "Noise Correlation",
-                                    "Sampling noise smoothed over this many frames (0 = independent frames): "
-                                    "coherent motion where the speech leaves it open",
-                                    min=0.0, max=6.0, soft_max=4.0, recommendable=True, unit="frames")
+    head_noise_correlation: float = _opt(0.0, "Head Noise Correlation",
+                                         "Head rotation: sampling noise smoothed over this many frames (0 = "
+                                         "independent frames), so sway the speech leaves open is coherent",
+                                         min=0.0, max=6.0, soft_max=4.0, recommendable=True, unit="frames")
+    face_noise_correlation: float = _opt(0.0, "Face Noise Correlation",
+                                         "Expression and jaw: sampling noise smoothed over this many frames "
+                                         "(0 = independent frames)",
+                                         min=0.0, max=6.0, soft_max=4.0, recommendable=True, unit="frames")
     num_iter: int = _opt(1, "Iterations", "Masked-generation rounds per turn (later frames see earlier ones)",
                          min=1, max=100, soft_max=25, recommendable=True)
     sampling_steps: int = _opt(5, "Diffusion Steps", "Respaced diffusion steps per frame",
@@ -171,7 +175,8 @@ class Settings:
             cfg=self.cfg,
             cfg_schedule=self.cfg_schedule,
             temperature=self.temperature,
-            noise_correlation=self.noise_correlation,
+            head_noise_correlation=self.head_noise_correlation,
+            face_noise_correlation=self.face_noise_correlation,
             seed=self.seed,
             mask_history_agent=self.mask_history_agent,
             random_order=self.random_order,
