@@ -30,7 +30,7 @@ sf.write('$OUT/user.wav', synth_speech(20, 16000, 2, [(6.5, 11.5)]), 16000)"
 fi
 # Blender writes preferences and caches under HOME: keep them inside the output folder
 export HOME=$OUT/home XDG_CACHE_HOME=$OUT/home/.cache BLENDER_USER_RESOURCES=$OUT/home/blender
-"$PY" -m timar_blender.headless --add-demo-head --agent-audio "$AGENT" --user-audio "$USER" --seed 0 --smoothing 2 \
+"$PY" -m timar_blender.headless --add-demo-head --agent-audio "$AGENT" --user-audio "$USER" --seed 0 \
   --out "$OUT/take.blend" --json "$OUT/summary.json"
 "$PY" -c "
 import json; s = json.load(open('$OUT/summary.json'))['dialogues'][0]

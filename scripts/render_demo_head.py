@@ -61,7 +61,8 @@ def main() -> None:
     p.add_argument("--agent", help="the character's speech (default: the DualTalk demo, else synthetic)")
     p.add_argument("--user", help="the other person's speech")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--smoothing", type=float, default=2.0, help="the panel's Smoothing, in model frames")
+    p.add_argument("--smoothing", type=float, default=None,
+                   help="the panel's Smoothing, in model frames (default: the bundled model's recommendation)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "demo_head_strip.png")
     args = p.parse_args()
 
@@ -78,8 +79,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="timar-strip-"))
     agent, user = (args.agent, args.user) if args.agent and args.user else _speech(tmp)
     timar_blender.register()
-    scene = new_scene("add_demo_head", agent_audio=agent, user_audio=user, seed=args.seed, add_sound=False,
-                      smoothing=args.smoothing)
+    extra = {} if args.smoothing is None else {"smoothing": args.smoothing}
+    scene = new_scene("add_demo_head", agent_audio=agent, user_audio=user, seed=args.seed, add_sound=False, **extra)
     s = scene.timar
     assert bpy.ops.timar.generate() == {"FINISHED"}
     print(s.last_report)
