@@ -145,3 +145,14 @@ def retarget_by_hand(motion: np.ndarray, arkit_name: str, path: Path | None = No
     i = d["outputs"].index(arkit_name)
     m = np.asarray(motion, np.float64) - np.asarray(d["rest"])
     return np.clip(m @ np.asarray(d["weights"][i]) + d["bias"][i], 0.0, 1.0)
+
+
+def generated_take(agent_wav, user_wav, **values) -> np.ndarray:
+    """What Generate keys for a scene whose settings are ``values`` over the bundled model's
+    recommended options: the engine's raw take through the take pipeline (strengths, smoothing)."""
+    from timar_blender.engine import job, settings
+    from timar_blender.engine.take import TakePipeline
+
+    used = settings.resolve(values, settings.read_recommended(job.BUNDLED_MODEL))
+    raw = job.run(job.Request(str(agent_wav), str(user_wav), options=used.sampling_options())).takes[0].motion
+    return TakePipeline.from_settings(used).motion(raw)

@@ -17,6 +17,7 @@ from blender_helpers import (
     ROOT,
     assignments,
     at_scene_frames,
+    generated_take,
     import_bpy,
     key_points,
     new_scene,
@@ -32,7 +33,6 @@ bpy = import_bpy()
 
 from timar_blender.blender import keyframes  # noqa: E402
 from timar_blender.engine import job  # noqa: E402
-from timar_blender.engine.sampler import SamplingOptions  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("blender_addon")
 
@@ -87,9 +87,9 @@ def test_generated_keys_survive_save_and_reload(scene_with_rig, wavs, tmp_path: 
     head = bpy.data.objects["TIMAR Test Head"]
     rig = bpy.data.objects["TIMAR Test Head Rig"]
     # the engine's own output for the same request
-    expected = job.run(job.Request(str(wavs[0]), str(wavs[1]), options=SamplingOptions(seed=3))).takes[0]
-    assert expected.motion.shape == (75, 56)
-    offsets, values = at_scene_frames(expected.motion, 25.0, fps)
+    expected = generated_take(wavs[0], wavs[1], seed=3)
+    assert expected.shape == (75, 56)
+    offsets, values = at_scene_frames(expected, 25.0, fps)
     exp7 = read_keys(head.data.shape_keys, 'key_blocks["Exp007"].value')
     np.testing.assert_allclose(exp7[:, 0], 10 + offsets, atol=1e-4)
     np.testing.assert_allclose(exp7[:, 1], values[:, 6], atol=1e-5)
