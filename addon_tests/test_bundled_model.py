@@ -1,19 +1,16 @@
-"""The model shipped inside the extension: what its manifest promises, and that it behaves (talks with
-the agent's speech, keeps moving while listening, differs between seeds) on speech it never saw."""
+"""The model shipped inside the extension: what its manifest promises, and that it behaves on real
+voices it never heard, recorded with room tone and bleed (mouth closed in silence, jaw locked to its
+speech, head moving while listening, seeds giving different head takes), judged by the behaviour
+benchmark's measures and goals (``model_export/behaviour_measures.py``)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from model_export.card_measures import jaw_energy_r, listening_head, seed_spread
 from timar_blender.engine.bundle import load_bundle
-from timar_blender.engine.dialogue import generate_dialogue
-from timar_blender.engine.job import BUNDLED_MODEL, backend_for
-from timar_blender.engine.sampler import SamplingOptions
+from timar_blender.engine.job import BUNDLED_MODEL
 
 
 def test_manifest_states_licence_provenance_and_size() -> None:
@@ -22,49 +19,52 @@ def test_manifest_states_licence_provenance_and_size() -> None:
     assert "Apache-2.0" in bundle.license
     data = man["source"]["training_data"]
     assert data["hours"] > 1.0 and len(data["voices"]) > 20 and data["calibration"].startswith("xkHwlcDSOjc")
+    # model v2: real voices (attributed), the cacheable backbone, level-preserving audio, its own defaults
+    lib = data["sources"]["librispeech"]
+    assert lib["speakers"] > 200 and "CC BY 4.0" in lib["license"]
+    assert "LibriSpeech" in bundle.license and "CC BY 4.0" in bundle.license
+    assert man["model"]["backbone"] == "turn_relative_cached" and man["audio"]["normalization"] == "none"
+    assert man["recommended_options"], "the bundle carries the options it was measured best with"
     size = sum(f.stat().st_size for f in Path(BUNDLED_MODEL).iterdir() if f.is_file())
     assert size < 30e6
     assert max(man["parity"]["max_abs_error"].values()) < 1e-3  # engine vs PyTorch, measured at export
 
 
 @pytest.fixture(scope="module")
-def dialogue() -> tuple[np.ndarray, np.ndarray]:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng sox flite)")
-    from model_export.corpus.dialogue import make_dialogue
+def held_out() -> dict:
+    """The shipped bundle with its default options (as Generate runs it), seeds 0-2, on a 40-s dialogue
+    of two held-out LibriSpeech speakers recorded with room tone and partner bleed."""
+    from model_export import behaviour
 
-    d = make_dialogue(seed=424242, seconds=30.0)  # a seed far from the training corpus (0..199)
-    return d.tracks[1], d.tracks[0]  # (user, agent): speaker 1 is the agent
-
-
-@pytest.fixture(scope="module")
-def takes(dialogue) -> list[np.ndarray]:
-    user, agent = dialogue
-    backend = backend_for("")
-    return [
-        generate_dialogue(backend, user, agent, None, SamplingOptions(context_turns=7, seed=s)).motion
-        for s in range(3)
-    ]
+    if not (behaviour.SHARED / "librispeech" / "test-other").is_dir():
+        pytest.skip(f"{behaviour.SHARED}: fixtures absent (held-out voices live in ../shared, not in a fresh clone)")
+    case = behaviour.librispeech_cases([0], 40.0)[0]
+    return behaviour.score_case(behaviour.BundleSource("", threads=1), case, [0, 1, 2])
 
 
-def test_bundled_model_talks_and_varies(dialogue, takes) -> None:
-    _user, agent = dialogue
-    r = [jaw_energy_r(m, agent) for m in takes]
-    assert min(r) > 0.5, f"jaw vs the agent's speech energy: r = {r}"
-    spread = seed_spread(takes)
-    assert spread["neck_deg"]["ratio"] > 0.1  # seeds give different takes
-    assert np.isfinite(np.stack(takes)).all()
+def _meets(held_out: dict, key: str) -> None:
+    from model_export.behaviour_measures import GOALS
+
+    value = held_out["values"][key]
+    assert value is not None and GOALS[key].passes(value), f"{key} = {value:.3g}, goal {GOALS[key].text()}"
 
 
-@pytest.mark.xfail(reason="goal 0.3 deg; measured 0.28 deg (std pitch/yaw/roll 0.17/0.28/0.22 deg over 315 "
-                          "listening frames, shipped model of ca0f731, seed 0): the listening head barely moves",
-                   strict=False)
-def test_bundled_model_moves_its_head_while_listening(dialogue, takes) -> None:
-    _user, agent = dialogue
-    head = listening_head(takes[0], agent)
-    assert head["frames"] > 100
-    assert max(head["std"]) > 0.3  # degrees: the listening head is not frozen
+def test_bundled_model_keeps_its_mouth_closed_in_room_tone(held_out) -> None:
+    _meets(held_out, "silent_open")
 
+
+def test_bundled_model_jaw_is_locked_to_its_speech(held_out) -> None:
+    _meets(held_out, "r_jaw_db")
+    _meets(held_out, "seed_r_jaw")
+
+
+def test_bundled_model_moves_its_head_while_listening(held_out) -> None:
+    _meets(held_out, "head_listen")
+
+
+def test_bundled_model_seeds_give_different_head_takes(held_out) -> None:
+    _meets(held_out, "seed_r_head")
+    _meets(held_out, "jitter_head")
 
 
 @pytest.mark.parametrize(

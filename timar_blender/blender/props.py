@@ -140,6 +140,7 @@ class TIMAR_PG_settings(bpy.types.PropertyGroup):
     temperature: _prop("temperature")
     head_noise_correlation: _prop("head_noise_correlation")
     face_noise_correlation: _prop("face_noise_correlation")
+    turn_blend: _prop("turn_blend")
     num_iter: _prop("num_iter")
     sampling_steps: _prop("sampling_steps")
     mask_history_agent: _prop("mask_history_agent")

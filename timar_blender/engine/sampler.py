@@ -63,6 +63,9 @@ class SamplingOptions:
     # frames over which the sampling noise is smoothed (0 = white): head rotation, expression + jaw
     head_noise_correlation: float = 0.0
     face_noise_correlation: float = 0.0
+    # frames over which a turn's first frames ease from where the previous turn ended (0 = off): the
+    # model samples each 1-s turn on its own, so without it the motion can step at every turn edge
+    turn_blend: float = 0.0
     seed: int = 0
     mask_history_agent: bool = True  # re-mask the agent motion of history turns (paper setting)
     random_order: bool = True  # frame order for num_iter > 1; False = left to right
@@ -194,6 +197,18 @@ class TurnSampler:
         self._history = _History(np.zeros((0, d), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
         self._kv = _KVCache([], [])
         self.turn_index = 0
+        self._last_frame: np.ndarray | None = None  # the previous turn's last output frame (turn blend)
+
+    def _blend_edge(self, motion: np.ndarray) -> np.ndarray:
+        """Ease the turn's start from the previous turn's last output frame: the step between them,
+        decaying as exp(-i / turn_blend) over the turn's frames (causal: streaming = offline). Only the
+        output changes; the model keeps seeing its own samples."""
+        tau = self.options.turn_blend
+        if tau > 0 and self._last_frame is not None:
+            w = np.exp(-np.arange(len(motion), dtype=np.float32) / np.float32(tau))[:, None]
+            motion = motion + w * (self._last_frame - motion[0])[None]
+        self._last_frame = motion[-1].copy()
+        return motion
 
     def _history_turns(self) -> int:
         """History turns the backbone input holds: the context (window models), or every turn that can
@@ -323,6 +338,7 @@ class TurnSampler:
         else:
             self._history = _History(tokens, turn_ids, agent)
             window = T // lay.length
+        motion = self._blend_edge(motion)
         result = TurnResult(motion=motion, turn_index=self.turn_index, window_turns=window)
         self.turn_index += 1
         return result

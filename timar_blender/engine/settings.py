@@ -130,6 +130,9 @@ class Settings:
                                          "Expression and jaw: sampling noise smoothed over this many frames "
                                          "(0 = independent frames)",
                                          min=0.0, max=6.0, soft_max=4.0, recommendable=True, unit="frames")
+    turn_blend: float = _opt(0.0, "Turn Blend",
+                             "Frames over which each 1-s turn eases from where the previous one ended (0 = off)",
+                             min=0.0, max=12.0, soft_max=6.0, recommendable=True, unit="frames")
     num_iter: int = _opt(1, "Iterations", "Masked-generation rounds per turn (later frames see earlier ones)",
                          min=1, max=100, soft_max=25, recommendable=True)
     sampling_steps: int = _opt(5, "Diffusion Steps", "Respaced diffusion steps per frame",
@@ -177,6 +180,7 @@ class Settings:
             temperature=self.temperature,
             head_noise_correlation=self.head_noise_correlation,
             face_noise_correlation=self.face_noise_correlation,
+            turn_blend=self.turn_blend,
             seed=self.seed,
             mask_history_agent=self.mask_history_agent,
             random_order=self.random_order,
