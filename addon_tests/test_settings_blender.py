@@ -31,11 +31,11 @@ def wavs(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def recommending_model(tmp_path_factory) -> Path:
-    """The bundled model with a manifest recommending smoothing 2 and temperature 0.5."""
+    """The bundled model with a manifest recommending smoothing 2 and temperature 0.5 (over its own)."""
     folder = tmp_path_factory.mktemp("models") / "recommending"
     shutil.copytree(job.BUNDLED_MODEL, folder)
     man = json.loads((folder / "manifest.json").read_text())
-    man["recommended_options"] = {"smoothing": 2.0, "temperature": 0.5}
+    man["recommended_options"] = {**man.get("recommended_options", {}), "smoothing": 2.0, "temperature": 0.5}
     (folder / "manifest.json").write_text(json.dumps(man))
     return folder
 
@@ -71,7 +71,7 @@ def test_the_models_recommendation_is_the_default_until_the_artist_sets_a_value(
     assert bpy.ops.timar.use_model_options() == {"FINISHED"}
     assert s.smoothing == 2.0
 
-    # the bundled model (the same graphs; it recommends only its smoothing), the same values set by hand:
+    # the bundled model (the same graphs and its other recommendations), the same values set by hand:
     # the same keys
     s.model_path = ""
     from timar_blender.engine.job import BUNDLED_MODEL
