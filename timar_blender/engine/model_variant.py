@@ -49,15 +49,20 @@ def backbone_fields(man: dict[str, Any], width: int, motion_dim: int, where: str
     if kind not in BACKBONE_KINDS:
         raise VariantError(f"{where} [model]: unknown backbone {kind!r} (this engine runs {', '.join(BACKBONE_KINDS)})")
     fields: dict[str, Any] = {"position": "window", "kv_shape": None}
+    files = man.get("files")
+    entry = files.get("backbone") if isinstance(files, dict) else None
+    entry = entry if isinstance(entry, dict) else {}
+    if kind == "window" and isinstance(entry.get("inputs"), list) and "past_k" in entry["inputs"]:
+        raise VariantError(
+            f"{where} [model]: the backbone graph is a cached one (its inputs include 'past_k') but 'backbone' is "
+            f"{model.get('backbone', 'missing')!r}; a cached backbone needs 'turn_relative_cached'"
+        )
     if kind == "turn_relative_cached":
         depth, heads = _int(model, "depth", where), _int(model, "num_heads", where)
         if not 1 <= depth <= MAX_LAYERS:
             raise VariantError(f"{where} [model]: 'depth' is {depth}; this engine accepts 1..{MAX_LAYERS}")
         if not 1 <= heads <= width or width % heads:
             raise VariantError(f"{where} [model]: 'num_heads' {heads} does not divide width {width}")
-        files = man.get("files")
-        entry = files.get("backbone") if isinstance(files, dict) else None
-        entry = entry if isinstance(entry, dict) else {}
         if entry.get("inputs") != list(CACHED_INPUTS) or entry.get("outputs") != list(CACHED_OUTPUTS):
             raise VariantError(
                 f"{where} [files]: a turn_relative_cached backbone has inputs {list(CACHED_INPUTS)} and outputs "
