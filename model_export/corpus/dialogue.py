@@ -204,6 +204,17 @@ class Dialogue:
         }
 
 
+def place(timeline: list[Segment], render, n: int, rng: np.random.Generator, gain_db: float) -> list[np.ndarray]:
+    """Two tracks of ``n`` samples with every utterance of ``timeline`` (``render(speaker, text)``)
+    fitted to its segment, at a random gain within +-``gain_db`` (backchannels 3 dB softer)."""
+    tracks = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
+    for s in timeline:
+        a, b = round(s.start * SPEECH_RATE), min(round(s.end * SPEECH_RATE), n)
+        gain = 10 ** (float(rng.uniform(-gain_db, gain_db)) / 20) * (0.7 if s.kind == "backchannel" else 1.0)
+        tracks[s.speaker][a:b] += gain * fit_length(render(s.speaker, s.text), b - a)
+    return tracks
+
+
 def make_dialogue(seed: int, seconds: float) -> Dialogue:
     """A synthetic two-person dialogue of exactly ``round(seconds * 16000)`` samples per track."""
     rng = np.random.default_rng(seed)
@@ -212,11 +223,7 @@ def make_dialogue(seed: int, seconds: float) -> Dialogue:
     utter = TTSUtter(voices)
     timeline = schedule(seconds, rng, utter)
     n = round(seconds * SPEECH_RATE)
-    tracks = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
-    for s in timeline:
-        a, b = round(s.start * SPEECH_RATE), min(round(s.end * SPEECH_RATE), n)
-        jitter = 10 ** (float(rng.uniform(-2, 2)) / 20) * (0.7 if s.kind == "backchannel" else 1.0)
-        tracks[s.speaker][a:b] += jitter * fit_length(utter.render(s.speaker, s.text), b - a)
+    tracks = place(timeline, utter.render, n, rng, gain_db=2.0)
     rt60 = round(float(rng.uniform(0.15, 0.35)), 3) if rng.random() < 0.5 else None
     color = ("white", "pink")[int(rng.integers(2))] if rng.random() < 0.8 else None
     snr = round(float(rng.uniform(15, 40)), 2) if color else None

@@ -27,7 +27,7 @@ from scipy.ndimage import uniform_filter1d
 from timar_blender.engine.contract import FPS, SPEECH_RATE
 
 from .acoustics import degrade_pair
-from .dialogue import Segment, fit_length, schedule
+from .dialogue import Segment, place, schedule
 from .text import BACKCHANNEL_S, QUICK_S, TURN_S
 from .tts import TTSUtter, pick_voice
 
@@ -223,12 +223,7 @@ def real_voice_dialogue(
             sources.append(RealUtter(real_voice(spk, pool[spk])))
     utter = MixedUtter(sources)
     timeline = schedule(seconds, rng, utter)
-    n = round(seconds * SPEECH_RATE)
-    clean = [np.zeros(n, np.float32), np.zeros(n, np.float32)]
-    for s in timeline:
-        a, b = round(s.start * SPEECH_RATE), min(round(s.end * SPEECH_RATE), n)
-        gain = 10 ** (float(rng.uniform(-3, 3)) / 20) * (0.7 if s.kind == "backchannel" else 1.0)
-        clean[s.speaker][a:b] += gain * fit_length(utter.render(s.speaker, s.text), b - a)
+    clean = place(timeline, utter.render, round(seconds * SPEECH_RATE), rng, gain_db=3.0)
     profile = "eval" if split == "test-other" else "train"
     u, ag, info = degrade_pair(clean[0], clean[1], rng, profile=profile)
     return RealVoiceDialogue((clean[0], clean[1]), (u, ag), timeline, float(seconds), int(seed), split, voices, info)
