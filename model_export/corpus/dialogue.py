@@ -174,6 +174,12 @@ def _room(rng: np.random.Generator, rt60: float) -> np.ndarray:
     return ir.astype(np.float32)
 
 
+def timeline_meta(seed: int, seconds: float, **rest) -> dict:
+    """A ``<clip>_timeline.json``: the fields every corpus dialogue has, then its own (``segments``...)."""
+    return {"seed": seed, "seconds": seconds, "sample_rate": SPEECH_RATE, "fps": int(FPS),
+            "tracks": ["speaker1", "speaker2"], **rest}
+
+
 @dataclass
 class Dialogue:
     """Two equal-length mono float32 16-kHz tracks (speaker1, speaker2) and their timeline."""
@@ -189,19 +195,16 @@ class Dialogue:
     extra: dict = field(default_factory=dict)
 
     def meta(self) -> dict:
-        return {
-            "seed": self.seed,
-            "seconds": self.seconds,
-            "sample_rate": SPEECH_RATE,
-            "fps": int(FPS),
-            "tracks": ["speaker1", "speaker2"],
-            "voices": [asdict(v) for v in self.voices],
-            "snr_db": self.snr_db,
-            "noise": self.noise,
-            "rt60_s": self.rt60,
-            "segments": [s._asdict() for s in self.timeline],
+        return timeline_meta(
+            self.seed,
+            self.seconds,
+            voices=[asdict(v) for v in self.voices],
+            snr_db=self.snr_db,
+            noise=self.noise,
+            rt60_s=self.rt60,
+            segments=[s._asdict() for s in self.timeline],
             **self.extra,
-        }
+        )
 
 
 def place(timeline: list[Segment], render, n: int, rng: np.random.Generator, gain_db: float) -> list[np.ndarray]:

@@ -24,10 +24,10 @@ import numpy as np
 import soundfile as sf
 from scipy.ndimage import uniform_filter1d
 
-from timar_blender.engine.contract import FPS, SPEECH_RATE
+from timar_blender.engine.contract import SPEECH_RATE
 
 from .acoustics import degrade_pair
-from .dialogue import Segment, place, schedule
+from .dialogue import Segment, place, schedule, timeline_meta
 from .text import BACKCHANNEL_S, QUICK_S, TURN_S
 from .tts import TTSUtter, pick_voice
 
@@ -185,17 +185,14 @@ class RealVoiceDialogue:
     acoustics: dict
 
     def meta(self) -> dict:
-        return {
-            "seed": self.seed,
-            "seconds": self.seconds,
-            "sample_rate": SPEECH_RATE,
-            "fps": int(FPS),
-            "tracks": ["speaker1", "speaker2"],
-            "split": self.split,
-            "voices": self.voices,
-            "acoustics": self.acoustics,
-            "segments": [s._asdict() for s in self.timeline],
-        }
+        return timeline_meta(
+            self.seed,
+            self.seconds,
+            split=self.split,
+            voices=self.voices,
+            acoustics=self.acoustics,
+            segments=[s._asdict() for s in self.timeline],
+        )
 
 
 def real_voice_dialogue(
