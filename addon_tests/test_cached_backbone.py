@@ -22,6 +22,7 @@ from model_export.speech import build_speech_features
 from model_export.torch_backend import TorchBackend
 from timar_blender.engine.bundle import BundleError, load_bundle
 from timar_blender.engine.dialogue import DialogueStream, generate_dialogue
+from timar_blender.engine.model_variant import cached_inputs
 from timar_blender.engine.onnx_backend import OnnxBackend
 from timar_blender.engine.sampler import SamplingOptions
 
@@ -64,7 +65,7 @@ def dialogue40() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_manifest_says_cached_and_normalised(v2_bundle: Path) -> None:
     man = json.loads((v2_bundle / "manifest.json").read_text())
     assert man["model"]["backbone"] == "turn_relative_cached"
-    assert man["files"]["backbone"]["inputs"] == ["tokens", "mask", "past_k", "past_v"]
+    assert man["files"]["backbone"]["inputs"] == list(cached_inputs(3))  # one cache input per layer
     norm = man["motion_normalization"]
     assert np.allclose(norm["mean"], MEAN) and np.allclose(norm["std"], STD)
     info = load_bundle(v2_bundle).info
@@ -110,6 +111,59 @@ def test_streaming_equals_offline(v2_bundle, dialogue40) -> None:
     np.testing.assert_array_equal(np.concatenate(frames)[: len(offline)], offline)
 
 
+@pytest.fixture(scope="module")
+def v3(tmp_path_factory) -> tuple[Timar, torch.nn.Module, Path]:
+    """timar_cpu_v3: the upper layers reach 2 turns back, the first all 7 (per-layer key/value rings)."""
+    torch.manual_seed(2)
+    cfg = preset("timar_cpu_v3", motion_mean=MEAN, motion_std=STD)
+    model = Timar(cfg).eval()
+    with torch.no_grad():
+        for p in (model.encoder_pos_embed_learned, model.diffusion_pos_embed_learned):
+            p.normal_(0, 0.5)
+        for p in model.diffloss.net.final_layer.parameters():
+            p.normal_(0, 0.05)
+    feats = build_speech_features(cfg)
+    out = tmp_path_factory.mktemp("bundles") / "v3"
+    export_bundle(model, feats, out, source={"checkpoint": "random", "sha256": "0" * 64}, license_text="test only")
+    return model, feats, out
+
+
+@pytest.mark.parametrize(
+    "opts", [dict(), dict(mask_history_agent=False, context_turns=5)], ids=["default", "visible-n5"]
+)
+def test_layer_bands_engine_equals_the_whole_dialogue_computation(v3, dialogue40, opts) -> None:
+    model, feats, bundle = v3
+    man = json.loads((bundle / "manifest.json").read_text())
+    assert man["model"]["layer_bands"] == [7, 2, 2]
+    be = OnnxBackend(bundle, device="cpu")
+    assert be.info.layer_bands == (7, 2, 2) and be.info.layer_reach(5) == (5, 2, 2)
+    user, agent, um = dialogue40
+    n = 20 * RATE  # 20 turns: every ring wraps
+    base = SamplingOptions(seed=4, **opts)
+    engine = generate_dialogue(be, user[:n], agent[:n], um[:500], base).motion
+    reference = generate_dialogue(TorchBackend(model, feats), user[:n], agent[:n], um[:500],
+                                  dataclasses.replace(base, kv_cache=False)).motion
+    assert np.abs(engine - reference).max() <= PARITY
+    # the bands matter: the same weights reaching all 7 turns in every layer give another take
+    wide = Timar(dataclasses.replace(model.cfg, layer_bands=None)).eval()
+    wide.load_state_dict(model.state_dict())
+    other = generate_dialogue(TorchBackend(wide, feats), user[:n], agent[:n], um[:500],
+                              dataclasses.replace(base, kv_cache=False)).motion
+    assert np.abs(other - reference).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "bands, message",
+    [([7, 2], "'layer_bands' must list 3 integers in 0..7"), ([7, 2, 8], "0..7"), ([7, 2, "2"], "0..7")],
+    ids=["length", "range", "type"],
+)
+def test_bad_layer_bands_are_refused_by_field(v3, tmp_path, bands, message) -> None:
+    bad = _damaged(v3[2], tmp_path / "bad", lambda m: m["model"].__setitem__("layer_bands", bands))
+    with pytest.raises(BundleError, match=r"manifest\.json") as err:
+        load_bundle(bad)
+    assert message in str(err.value)
+
+
 def test_engine_refuses_the_uncached_path_with_a_reason(v2_bundle, dialogue40) -> None:
     user, agent, _ = dialogue40
     with pytest.raises(ValueError, match="cached turn-relative backbone only"):
@@ -132,11 +186,13 @@ def _damaged(src: Path, dst: Path, change) -> Path:
         (lambda m: m["model"].__setitem__("num_heads", 5), "'num_heads' 5 does not divide width 128"),
         (lambda m: m["model"].pop("depth"), "'depth' must be an integer"),
         (lambda m: m["files"]["backbone"].__setitem__("inputs", ["tokens", "mask"]), "turn_relative_cached backbone"),
+        (lambda m: m["files"]["backbone"].__setitem__("inputs", ["tokens", "mask", "past_k", "past_v"]),
+         "exported before the ring-buffer cache: export it again"),
         (lambda m: m["motion_normalization"].__setitem__("std", [0.0] * 56), "'std' values must lie in"),
         (lambda m: m["motion_normalization"].__setitem__("mean", [0.0] * 3), "'mean' must be 56 finite numbers"),
         (lambda m: m.__setitem__("motion_normalization", [1, 2]), "'motion_normalization' must be null"),
     ],
-    ids=["kind", "heads", "depth", "inputs", "std0", "mean-len", "norm-type"],
+    ids=["kind", "heads", "depth", "inputs", "old-inputs", "std0", "mean-len", "norm-type"],
 )
 def test_bad_backbone_or_normalisation_is_refused_by_field(v2_bundle, tmp_path, change, message) -> None:
     bad = _damaged(v2_bundle, tmp_path / "bad", change)
@@ -155,3 +211,18 @@ def test_window_manifest_claiming_a_cache_is_refused_at_session_load(v2_bundle, 
     bad = _damaged(v2_bundle, tmp_path / "bad", to_window)
     with pytest.raises(BundleError, match="inputs"):
         OnnxBackend(bad, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(layer_bands=(7, 2)), "layer_bands must give 3 values in 0..7"),
+        (dict(layer_bands=(7, 2, 8)), "layer_bands must give 3 values in 0..7"),
+        (dict(layer_bands=(7, 2, 2), position="window"), "layer_bands needs position 'turn_relative'"),
+    ],
+    ids=["length", "range", "window"],
+)
+def test_bad_layer_bands_in_a_config_are_refused(fields, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        preset("timar_cpu_v2", **fields)
+    assert preset("timar_cpu_v3").bands == (7, 2, 2) and preset("timar_cpu_v2").bands == (7, 7, 7)

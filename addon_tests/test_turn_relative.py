@@ -306,7 +306,7 @@ def test_cache_holds_n_turns_and_context_matters(v2_model: Timar):
     sampler = TurnSampler(TorchBackend(v2_model, feats), SamplingOptions(context_turns=3))
     seen = [sampler.step(user[i * 16000 : (i + 1) * 16000], agent[i * 16000 : (i + 1) * 16000]).window_turns
             for i in range(6)]
-    assert seen == [1, 2, 3, 4, 4, 4] and len(sampler._kv.k) == 3
+    assert seen == [1, 2, 3, 4, 4, 4] and [r.count for r in sampler._kv.rings] == [3] * v2_model.cfg.depth
     a = sample_dialogue(v2_model, feats, user, agent, None, SamplingOptions(context_turns=0, seed=1)).motion
     b = sample_dialogue(v2_model, feats, user, agent, None, SamplingOptions(context_turns=7, seed=1)).motion
     assert np.allclose(a[:25], b[:25], atol=1e-6) and not np.allclose(a[50:], b[50:], atol=1e-4)

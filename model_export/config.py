@@ -42,6 +42,11 @@ class TimarConfig:
     # max_context_turns turns. Nothing then depends on where the window starts, so a finished turn's
     # keys and values never change and can be cached (issue 15).
     position: str = "window"
+    # turn_relative only: per layer, how many turns back its attention reaches (0..max_context_turns-1);
+    # None = every layer reaches the whole context. Narrow upper layers keep the per-turn cost nearly
+    # flat in the context (the cached keys they read stay few); the first layer still sees it all and
+    # hands it up through the current turn's tokens.
+    layer_bands: tuple[int, ...] | None = None
     attn_dropout: float = 0.1  # dropout on attention probabilities in training
     proj_dropout: float = 0.1  # dropout after attention/MLP projections in training
     # diffusion head
@@ -104,6 +109,15 @@ class TimarConfig:
             raise ValueError(f"position must be one of {POSITION_SCHEMES}, got {self.position!r}")
         if self.position == "turn_relative" and not self.turn_causal:
             raise ValueError("position 'turn_relative' needs turn_causal attention (the cache relies on it)")
+        if self.layer_bands is not None:
+            bands = tuple(int(b) for b in self.layer_bands)  # JSON gives lists
+            object.__setattr__(self, "layer_bands", bands)
+            if self.position != "turn_relative":
+                raise ValueError("layer_bands needs position 'turn_relative'")
+            if len(bands) != self.depth or not all(0 <= b < self.max_context_turns for b in bands):
+                raise ValueError(
+                    f"layer_bands must give {self.depth} values in 0..{self.max_context_turns - 1}, got {bands}"
+                )
         for name in ("motion_mean", "motion_std"):
             value = getattr(self, name)
             if value is None:
@@ -134,6 +148,11 @@ class TimarConfig:
     @property
     def max_context_turns(self) -> int:
         return self.max_context_time // self.turn_seconds
+
+    @property
+    def bands(self) -> tuple[int, ...]:
+        """Per layer, the turns back its attention reaches."""
+        return self.layer_bands or (self.max_context_turns - 1,) * self.depth
 
     @property
     def seq_len(self) -> int:
@@ -171,6 +190,7 @@ class TimarConfig:
             if self.position == "turn_relative"
             else None,
             audio_normalization=self.audio_normalization,
+            layer_bands=self.layer_bands,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -249,6 +269,9 @@ CPU_PRESETS["timar_cpu_v2"] = dict(
 # ... and a level-preserving, causal audio path (issue 11): raw samples, log-mel standardised by fixed
 # speech statistics instead of per frame, trained with +-6 dB gain jitter per track
 CPU_PRESETS["timar_cpu_v2"].update(audio_normalization="none", logmel_frame_norm=False, audio_gain_jitter_db=6.0)
+# model v3: v2 whose upper layers reach 2 turns back (the first layer all 7), so a turn at full context
+# costs little more than one at the start (issue 15)
+CPU_PRESETS["timar_cpu_v3"] = dict(CPU_PRESETS["timar_cpu_v2"], layer_bands=(7, 2, 2))
 
 # Paper-run settings that differ from the dataclass defaults when a preset is named.
 _PAPER_RUN = dict(token_dim=1024, speech_feature_dim=1024, head_depth=3, head_width=1024)

@@ -34,6 +34,7 @@ import torch.nn as nn
 from timar_blender.engine.bundle import FORMAT, GRAPHS, VERSION, sha256_of
 from timar_blender.engine.contract import AUDIO_NORMALIZATION_MANIFEST, CHANNEL_NAMES
 from timar_blender.engine.layout import SEPARATORS
+from timar_blender.engine.model_variant import CACHED_OUTPUTS, cached_inputs
 from timar_blender.engine.schedule import DiffusionCoefficients
 from timar_blender.engine.settings import parse_recommended
 
@@ -113,17 +114,18 @@ class BackboneGraph(nn.Module):
 
 class CachedBackboneGraph(nn.Module):
     """The turn-relative backbone as the engine runs it: one new turn (rows: conditional and perhaps
-    unconditional) against every layer's cached keys/values of the 0..n previous turns; returns z of
-    the turn and its own keys/values for the cache (``Timar.backbone_step``)."""
+    unconditional) against every layer's cached keys/values of the 0..n previous turns, one input per
+    layer so the engine passes its ring buffer without copies; returns z of the turn's agent-motion
+    tokens and its own keys/values for the cache (``Timar.backbone_step``)."""
 
     def __init__(self, model: Timar) -> None:
         super().__init__()
         self.model = model
+        self.depth = model.cfg.depth
 
-    def forward(
-        self, tokens: torch.Tensor, mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.backbone_step(tokens, mask, past_k, past_v)
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        d = self.depth  # past: every layer's distances, then keys, then values (cached_inputs)
+        return self.model.backbone_step(tokens, mask, past[d : 2 * d], past[2 * d :], past[:d])
 
 
 def backbone_kind(cfg: Any) -> str:
@@ -149,13 +151,16 @@ def example_inputs(model: Timar) -> dict[str, tuple[tuple[torch.Tensor, ...], di
     t = 2 * cfg.turn_length
     if cfg.position == "turn_relative":
         heads, length = cfg.num_heads, cfg.turn_length
-        kv = (cfg.depth, heads, 2 * length, cfg.width // heads)
-        past = dim("past_turns", min=0, max=cfg.max_context_turns - 1) * length
+        kv = (heads, 2 * length, cfg.width // heads)
+        # each layer's cache length is its own dimension (layers reach different numbers of turns)
+        past = [dim(f"past_turns_{i}", min=0, max=cfg.max_context_turns - 1) * length for i in range(cfg.depth)]
+        distance = torch.arange(2, 0, -1).repeat_interleave(length)
         backbone = (
-            (torch.randn(2, length, cfg.token_dim), torch.rand(2, length) < 0.3, torch.randn(kv), torch.randn(kv)),
-            {"tokens": {0: batch}, "mask": {0: batch}, "past_k": {2: past}, "past_v": {2: past}},
-            ["tokens", "mask", "past_k", "past_v"],
-            ["z", "k", "v"],
+            (torch.randn(2, length, cfg.token_dim), torch.rand(2, length) < 0.3,
+             *(distance.clone() for _ in range(cfg.depth)), *(torch.randn(kv) for _ in range(2 * cfg.depth))),
+            ({0: batch}, {0: batch}, (*({0: p} for p in past), *({1: p} for p in past), *({1: p} for p in past))),
+            list(cached_inputs(cfg.depth)),
+            list(CACHED_OUTPUTS),
         )
     else:
         backbone = (
@@ -217,7 +222,8 @@ def _export_one(module: nn.Module, name: str, spec: tuple, folder: Path) -> dict
         opset_version=OPSET,
         input_names=inputs,
         output_names=outputs,
-        dynamic_shapes=dict(zip(inputs, dynamic.values())) if dynamic else None,
+        # a dict is keyed by input name; a tuple follows the arguments (the cached graph's *past)
+        dynamic_shapes=dynamic if isinstance(dynamic, tuple) else dict(zip(inputs, dynamic.values())) or None,
         verbose=False,
         external_data=external,
     )
@@ -395,6 +401,7 @@ def export_bundle(
                 # which backbone graph the bundle holds: "window" (the official scheme, the window
                 # recomputed every turn) or "turn_relative_cached" (one turn against cached keys/values)
                 "backbone": backbone_kind(cfg),
+                **({"layer_bands": list(cfg.layer_bands)} if cfg.layer_bands else {}),
                 "speech_encoder": cfg.speech_encoder,
                 "parameters": int(sum(p.numel() for p in model.parameters())),
             },
@@ -469,8 +476,12 @@ def parity_report(model: Timar, speech_features: nn.Module, folder: Path, second
         length, heads = cfg.turn_length, cfg.num_heads
         tok = rng.standard_normal((2, length, cfg.token_dim)).astype(np.float32)
         mask = rng.random((2, length)) < 0.3
-        kv = rng.standard_normal((2, cfg.depth, heads, (turns - 1) * length, cfg.width // heads)).astype(np.float32)
-        a, b = ort_be.backbone_step(tok, mask, kv[0], kv[1]), pt_be.backbone_step(tok, mask, kv[0], kv[1])
+        reach = ort_be.info.layer_reach(turns - 1)
+        dh = cfg.width // heads
+        pk = [rng.standard_normal((heads, r * length, dh)).astype(np.float32) for r in reach]
+        pv = [rng.standard_normal((heads, r * length, dh)).astype(np.float32) for r in reach]
+        dist = [rng.permutation(np.repeat(np.arange(1, r + 1), length)).astype(np.int64) for r in reach]  # any order
+        a, b = ort_be.backbone_step(tok, mask, pk, pv, dist), pt_be.backbone_step(tok, mask, pk, pv, dist)
         report["backbone"] = max(float(np.abs(x - y).max()) for x, y in zip(a, b))
     else:
         t = turns * cfg.turn_length

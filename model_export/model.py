@@ -8,6 +8,7 @@ this module through ``model_export.torch_backend``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -166,10 +167,10 @@ class Timar(nn.Module):
     ) -> torch.Tensor:
         """Tokens (B, T, D), agent-motion mask (B, T) and turn ids (B, T) -> z (B, T, width).
 
-        With turn-relative positions the whole sequence is one dialogue of any length: each turn
-        attends to itself and the ``band`` (default ``max_context_turns - 1``) turns before it (the
-        computation a per-layer key/value cache reproduces exactly); turn ids must be the same in
-        every row.
+        With turn-relative positions the whole sequence is one dialogue of any length: in each layer
+        a turn attends to itself and the turns before it up to that layer's band (``cfg.bands``),
+        capped at ``band`` when given (the computation a per-layer key/value cache reproduces
+        exactly); turn ids must be the same in every row.
         """
         t = tokens.shape[1]
         x = self.z_proj(tokens)
@@ -178,10 +179,12 @@ class Timar(nn.Module):
         if self.cfg.position == "turn_relative":
             if turn_ids.shape[0] > 1 and not bool((turn_ids == turn_ids[:1]).all()):
                 raise ValueError("turn-relative attention needs the same turn ids in every batch row")
-            table = self.turn_distance_bias if band is None else self.turn_distance_bias[:, : band + 1]
-            attn_mask = banded_turn_bias(turn_ids[0], table).to(x.dtype)
-            for block in self.encoder_blocks:
-                x = block(x, attn_mask)
+            masks: dict[int, torch.Tensor] = {}  # one mask per distinct band
+            for block, layer_band in zip(self.encoder_blocks, self.cfg.bands):
+                reach = layer_band if band is None else min(band, layer_band)
+                if reach not in masks:
+                    masks[reach] = banded_turn_bias(turn_ids[0], self.turn_distance_bias[:, : reach + 1]).to(x.dtype)
+                x = block(x, masks[reach])
         else:
             attn_mask = turn_causal_mask(turn_ids) if self.cfg.turn_causal else None
             for block in self.encoder_blocks:
@@ -189,40 +192,56 @@ class Timar(nn.Module):
         return self.encoder_norm(x) + self.positions(self.diffusion_pos_embed_learned, t)
 
     def backbone_step(
-        self, tokens: torch.Tensor, mask: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        past_k: Sequence[torch.Tensor],
+        past_v: Sequence[torch.Tensor],
+        past_distance: Sequence[torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One turn of a turn-relative model against the cached keys/values of the turns before it.
 
         ``tokens`` (B, L, D) and ``mask`` (B, L): the new turn (rows: e.g. conditional and
-        unconditional); ``past_k``/``past_v`` (depth, H, P, head_dim): every layer's keys/values of
-        the previous P / L turns, oldest first, shared by all rows (at most the band). Returns z
-        (B, L, width) and this turn's keys/values (depth, B, H, L, head_dim). A turn's keys/values
-        depend only on its own tokens and the cached ones, so this equals ``backbone`` over the
-        whole dialogue with the banded mask.
+        unconditional); ``past_k[i]``/``past_v[i]`` (H, P_i, head_dim): layer i's keys/values of P_i
+        cached tokens in any order, shared by all rows; ``past_distance[i]`` (P_i,) int64: how many
+        turns before this one each cached token's turn is (1..the layer's band: a layer reads only the
+        turns it reaches). Returns z (B, F, width) of the turn's agent-
+        motion tokens only (all the diffusion head reads) and this turn's keys/values
+        (depth, B, H, L, head_dim). A turn's keys/values depend only on its own tokens and the cached
+        ones, so this equals ``backbone`` over the whole dialogue with the banded mask.
+
+        Shaped for the engine's ring-buffer cache: keys are taken in slot order with their distances
+        (no reordering copy), attention to the cache is a broadcast matmul (no per-row copy of it),
+        and the last layer computes only the agent-motion queries.
         """
-        length = self.cfg.turn_length
-        b, p = tokens.shape[0], past_k.shape[2]
+        rows = self.layout.agent_motion
+        b = tokens.shape[0]
         x = self.z_proj(tokens)
         x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
         x = self.z_proj_ln(x + self.encoder_pos_embed_learned)
-        # distance of every cached key's turn from this one: P/L, ..., 1 (oldest first), then 0
-        dist = torch.div(p - 1 - torch.arange(p, device=x.device), length, rounding_mode="floor") + 1
-        table = self.turn_distance_bias
-        bias = torch.cat([table[:, dist], table[:, :1].expand(-1, length)], dim=1)
-        attn_mask = bias[None, :, None, :].to(x.dtype)  # (1, H, 1, P + L)
+        table = self.turn_distance_bias.to(x.dtype)
+        own_bias = table[:, :1][None, :, :, None]  # (1, H, 1, 1): distance 0
         keys, values = [], []
+        depth = len(self.encoder_blocks)
         for i, blk in enumerate(self.encoder_blocks):
             c, heads = x.shape[-1], blk.attn.num_heads
-            qkv = blk.attn.qkv(blk.norm1(x)).reshape(b, length, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+            n = x.shape[1]
+            qkv = blk.attn.qkv(blk.norm1(x)).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
             q, k, v = qkv.unbind(0)
             keys.append(k)
             values.append(v)
-            k_all = torch.cat([past_k[i].unsqueeze(0).expand(b, -1, -1, -1), k], dim=2)
-            v_all = torch.cat([past_v[i].unsqueeze(0).expand(b, -1, -1, -1), v], dim=2)
-            out = torch.nn.functional.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask)
-            x = x + blk.attn.proj(out.transpose(1, 2).reshape(b, length, c))
+            if i == depth - 1:  # later layers would only feed z rows the head never reads
+                q, x = q[:, :, rows], x[:, rows]
+            q = q * (c // heads) ** -0.5
+            past_bias = table[:, past_distance[i]][None, :, None, :]  # (1, H, 1, P_i)
+            s_past = torch.matmul(q, past_k[i].transpose(-1, -2)) + past_bias  # (B, H, Q, P_i)
+            s_own = torch.matmul(q, k.transpose(-1, -2)) + own_bias  # (B, H, Q, L)
+            p = torch.softmax(torch.cat([s_past, s_own], dim=-1), dim=-1)
+            n_past = s_past.shape[-1]
+            out = torch.matmul(p[..., :n_past], past_v[i]) + torch.matmul(p[..., n_past:], v)
+            x = x + blk.attn.proj(out.transpose(1, 2).reshape(b, x.shape[1], c))
             x = x + blk.mlp(blk.norm2(x))
-        z = self.encoder_norm(x) + self.diffusion_pos_embed_learned
+        z = self.encoder_norm(x) + self.diffusion_pos_embed_learned[:, rows]
         return z, torch.stack(keys), torch.stack(values)
 
     def head(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -55,11 +55,20 @@ class TorchBackend:
 
     @torch.no_grad()
     def backbone_step(
-        self, tokens: np.ndarray, mask: np.ndarray, past_k: np.ndarray, past_v: np.ndarray
+        self,
+        tokens: np.ndarray,
+        mask: np.ndarray,
+        past_k: list[np.ndarray],
+        past_v: list[np.ndarray],
+        past_distance: list[np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         d = self._device
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(d)
+
         z, k, v = self.model.backbone_step(
-            *(torch.from_numpy(np.ascontiguousarray(a)).to(d) for a in (tokens, mask, past_k, past_v))
+            t(tokens), t(mask), [t(a) for a in past_k], [t(a) for a in past_v], [t(a) for a in past_distance]
         )
         return self._np(z), self._np(k), self._np(v)
 

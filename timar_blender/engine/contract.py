@@ -73,6 +73,14 @@ class ModelInfo:
     # "turn_relative": the backend has ``backbone_step`` and history keys/values are cached
     position: str = "window"
     kv_shape: tuple[int, int, int] | None = None  # (layers, heads, head_dim) of the cached keys/values
+    # turn-relative: per layer, how many turns back its attention reaches (None = the whole context)
+    layer_bands: tuple[int, ...] | None = None
+
+    def layer_reach(self, context_turns: int) -> tuple[int, ...]:
+        """Per layer, the finished turns whose keys/values a turn reads with ``context_turns``."""
+        layers = self.kv_shape[0] if self.kv_shape else 0
+        bands = self.layer_bands or (context_turns,) * layers
+        return tuple(min(context_turns, b) for b in bands)
     # the audio the speech encoder expects (a key of AUDIO_NORMALIZATION_MANIFEST): "file" = each
     # track at zero mean / unit variance over the whole file (official; live input approximates it
     # with running statistics), "none" = the samples as recorded: a quiet track stays quiet, live =

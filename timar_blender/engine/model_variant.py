@@ -12,12 +12,17 @@ from typing import Any
 from .contract import AUDIO_NORMALIZATION_MANIFEST
 
 BACKBONE_KINDS = ("window", "turn_relative_cached")
-# the cached graph's inputs and outputs, in the order the engine feeds/reads them
-CACHED_INPUTS = ("tokens", "mask", "past_k", "past_v")
+# the cached graph's outputs, in the order the engine reads them
 CACHED_OUTPUTS = ("z", "k", "v")
 MAX_LAYERS = 512
 STD_RANGE = (1e-8, 1e4)
 MEAN_LIMIT = 1e4
+
+
+def cached_inputs(depth: int) -> tuple[str, ...]:
+    """The cached graph's inputs in feed order: the turn, then per layer each cached key's turn
+    distance, the keys and the values (the engine passes views of its ring buffers, no copies)."""
+    return ("tokens", "mask", *(f"past_{part}_{i}" for part in ("distance", "k", "v") for i in range(depth)))
 
 
 class VariantError(ValueError):
@@ -29,6 +34,21 @@ def _int(model: dict[str, Any], key: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise VariantError(f"{where} [model]: '{key}' must be an integer for a cached backbone")
     return value
+
+
+def _layer_bands(model: dict[str, Any], depth: int, where: str) -> tuple[int, ...] | None:
+    """``model.layer_bands``: absent/null = every layer reaches the whole context."""
+    bands = model.get("layer_bands")
+    if bands is None:
+        return None
+    top = _int(model, "max_context_turns", where) - 1
+    if (
+        not isinstance(bands, list)
+        or len(bands) != depth
+        or not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= top for b in bands)
+    ):
+        raise VariantError(f"{where} [model]: 'layer_bands' must list {depth} integers in 0..{top}, got {bands!r}")
+    return tuple(bands)
 
 
 def audio_fields(man: dict[str, Any], where: str) -> dict[str, Any]:
@@ -52,9 +72,10 @@ def backbone_fields(man: dict[str, Any], width: int, motion_dim: int, where: str
     files = man.get("files")
     entry = files.get("backbone") if isinstance(files, dict) else None
     entry = entry if isinstance(entry, dict) else {}
-    if kind == "window" and isinstance(entry.get("inputs"), list) and "past_k" in entry["inputs"]:
+    inputs = entry.get("inputs")
+    if kind == "window" and isinstance(inputs, list) and any(str(n).startswith("past_") for n in inputs):
         raise VariantError(
-            f"{where} [model]: the backbone graph is a cached one (its inputs include 'past_k') but 'backbone' is "
+            f"{where} [model]: the backbone graph is a cached one (its inputs include past keys) but 'backbone' is "
             f"{model.get('backbone', 'missing')!r}; a cached backbone needs 'turn_relative_cached'"
         )
     if kind == "turn_relative_cached":
@@ -63,12 +84,16 @@ def backbone_fields(man: dict[str, Any], width: int, motion_dim: int, where: str
             raise VariantError(f"{where} [model]: 'depth' is {depth}; this engine accepts 1..{MAX_LAYERS}")
         if not 1 <= heads <= width or width % heads:
             raise VariantError(f"{where} [model]: 'num_heads' {heads} does not divide width {width}")
-        if entry.get("inputs") != list(CACHED_INPUTS) or entry.get("outputs") != list(CACHED_OUTPUTS):
+        expected = list(cached_inputs(depth))
+        if inputs != expected or entry.get("outputs") != list(CACHED_OUTPUTS):
+            hint = " (a bundle exported before the ring-buffer cache: export it again)" if inputs == [
+                "tokens", "mask", "past_k", "past_v"] else ""
             raise VariantError(
-                f"{where} [files]: a turn_relative_cached backbone has inputs {list(CACHED_INPUTS)} and outputs "
-                f"{list(CACHED_OUTPUTS)}; the manifest lists {entry.get('inputs')!r} -> {entry.get('outputs')!r}"
+                f"{where} [files]: a turn_relative_cached backbone of depth {depth} has inputs {expected} and outputs "
+                f"{list(CACHED_OUTPUTS)}; the manifest lists {inputs!r} -> {entry.get('outputs')!r}{hint}"
             )
-        fields = {"position": "turn_relative", "kv_shape": (depth, heads, width // heads)}
+        fields = {"position": "turn_relative", "kv_shape": (depth, heads, width // heads),
+                  "layer_bands": _layer_bands(model, depth, where)}
     norm = man.get("motion_normalization")
     fields["motion_mean"] = fields["motion_std"] = None
     if norm is not None:

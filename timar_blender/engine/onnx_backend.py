@@ -130,20 +130,28 @@ class OnnxBackend:
         )
 
     def backbone_step(
-        self, tokens: np.ndarray, mask: np.ndarray, past_k: np.ndarray, past_v: np.ndarray
+        self,
+        tokens: np.ndarray,
+        mask: np.ndarray,
+        past_k: list[np.ndarray],
+        past_v: list[np.ndarray],
+        past_distance: list[np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One turn against cached keys/values (bundles whose backbone is ``turn_relative_cached``)."""
+        """One turn against cached keys/values (bundles whose backbone is ``turn_relative_cached``).
+
+        Per layer: keys/values (H, P_i, dh) in any slot order and each key's turn distance (P_i,);
+        each goes in as its own input, so a contiguous ring buffer is not copied."""
         if self.info.position != "turn_relative":
             raise ValueError("this bundle's backbone recomputes the window; it has no cached step")
-        z, k, v = self.sessions["backbone"].run(
-            None,
-            {
-                "tokens": np.ascontiguousarray(tokens, dtype=np.float32),
-                "mask": np.ascontiguousarray(mask, dtype=bool),
-                "past_k": np.ascontiguousarray(past_k, dtype=np.float32),
-                "past_v": np.ascontiguousarray(past_v, dtype=np.float32),
-            },
-        )
+        feeds = {
+            "tokens": np.ascontiguousarray(tokens, dtype=np.float32),
+            "mask": np.ascontiguousarray(mask, dtype=bool),
+        }
+        for i, (k, v, d) in enumerate(zip(past_k, past_v, past_distance, strict=True)):
+            feeds[f"past_distance_{i}"] = np.ascontiguousarray(d, dtype=np.int64)
+            feeds[f"past_k_{i}"] = np.ascontiguousarray(k, dtype=np.float32)
+            feeds[f"past_v_{i}"] = np.ascontiguousarray(v, dtype=np.float32)
+        z, k, v = self.sessions["backbone"].run(None, feeds)
         return z, k, v
 
     def head(self, x: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -48,8 +48,9 @@ class Backend(Protocol):
     # (N, C), (N,) int64 original timesteps, (N, width) -> (N, 2C)
 
     # Turn-relative models only (``info.position == "turn_relative"``):
-    # backbone_step(tokens (B, L, D), mask (B, L), past_k, past_v (layers, H, P, dh))
-    #   -> z (B, L, width), k and v (layers, B, H, L, dh) of this turn
+    # backbone_step(tokens (B, L, D), mask (B, L), per layer: past_k, past_v (H, P_i, dh) in any slot
+    #               order and past_distance (P_i,) int64 turns back)
+    #   -> z (B, F, width) of the agent-motion tokens, k and v (layers, B, H, L, dh) of this turn
 
 
 @dataclass(frozen=True)
@@ -135,26 +136,58 @@ class _History:
     agent: np.ndarray  # (T_h,) bool, agent-motion positions
 
 
-@dataclass
+class _Ring:
+    """One layer's keys/values of its last ``capacity`` finished turns: a new turn overwrites the oldest
+    slot, and the graph takes the slots in place with each key's turn distance, so a full ring is
+    handed over without a copy (attention does not care about key order)."""
+
+    def __init__(self, heads: int, dh: int, length: int, capacity: int) -> None:
+        self.length, self.capacity = length, capacity
+        self.k = np.zeros((heads, capacity * length, dh), np.float32)
+        self.v = np.zeros_like(self.k)
+        self.turn_of_slot = np.zeros(capacity, np.int64)
+        self.count = 0  # turns held (<= capacity)
+        self.next_slot = 0
+
+    def past(self, turn: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keys, values and per-key turn distances as seen from ``turn``."""
+        dist = np.repeat(turn - self.turn_of_slot[: self.count], self.length)
+        if self.count == self.capacity:
+            return self.k, self.v, dist
+        used = self.count * self.length  # slots fill in order, so a part-full ring is a prefix
+        return self.k[:, :used], self.v[:, :used], dist
+
+    def append(self, k: np.ndarray, v: np.ndarray, turn: int) -> None:
+        if self.capacity == 0:
+            return
+        span = slice(self.next_slot * self.length, (self.next_slot + 1) * self.length)
+        self.k[:, span], self.v[:, span] = k, v
+        self.turn_of_slot[self.next_slot] = turn
+        self.next_slot = (self.next_slot + 1) % self.capacity
+        self.count = min(self.count + 1, self.capacity)
+
+
 class _KVCache:
-    """Per-layer keys/values of the last n finished turns (turn-relative models), oldest first."""
+    """Per-layer rings of finished turns' keys/values (turn-relative models); a layer keeps only the
+    turns it reaches (its band, capped by the context)."""
 
-    k: list[np.ndarray]  # per turn: (layers, H, L, dh)
-    v: list[np.ndarray]
-    pending: tuple[np.ndarray, np.ndarray] | None = None  # a finished turn's (tokens, mask) to encode first
+    def __init__(self, shape: tuple[int, int, int], length: int, reach: tuple[int, ...]) -> None:
+        _, heads, dh = shape
+        self.rings = [_Ring(heads, dh, length, r) for r in reach]
+        self.pending: tuple[np.ndarray, np.ndarray] | None = None  # a finished turn's (tokens, mask) to encode
 
-    def past(self, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        if not self.k:
-            empty = np.zeros((shape[0], shape[1], 0, shape[2]), np.float32)
-            return empty, empty
-        return np.concatenate(self.k, axis=2), np.concatenate(self.v, axis=2)
+    def __len__(self) -> int:
+        return max((r.count for r in self.rings), default=0)
 
-    def append(self, k: np.ndarray, v: np.ndarray, keep: int) -> None:
-        self.k.append(np.ascontiguousarray(k, dtype=np.float32))
-        self.v.append(np.ascontiguousarray(v, dtype=np.float32))
-        drop = max(0, len(self.k) - keep)
-        del self.k[:drop]
-        del self.v[:drop]
+    def past(self, turn: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Per layer: keys, values and per-key turn distances as seen from ``turn``."""
+        parts = [r.past(turn) for r in self.rings]
+        return [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]
+
+    def append(self, k: np.ndarray, v: np.ndarray, turn: int) -> None:
+        """Store turn ``turn``'s keys/values (layers, H, L, dh), each layer dropping its oldest when full."""
+        for i, ring in enumerate(self.rings):
+            ring.append(k[i], v[i], turn)
 
 
 @dataclass
@@ -195,7 +228,9 @@ class TurnSampler:
     def reset(self) -> None:
         d = self.backend.info.token_dim
         self._history = _History(np.zeros((0, d), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
-        self._kv = _KVCache([], [])
+        info = self.backend.info
+        reach = info.layer_reach(self.options.context_turns) if self._cached else ()
+        self._kv = _KVCache(info.kv_shape, self.layout.length, reach) if self._cached else None
         self.turn_index = 0
         self._last_frame: np.ndarray | None = None  # the previous turn's last output frame (turn blend)
 
@@ -222,9 +257,9 @@ class TurnSampler:
         pend, self._kv.pending = self._kv.pending, None
         if pend is None or self.options.context_turns == 0:
             return
-        past_k, past_v = self._kv.past(self.backend.info.kv_shape)
-        _, k, v = self.backend.backbone_step(pend[0][None], pend[1][None], past_k, past_v)
-        self._kv.append(k[:, 0], v[:, 0], self.options.context_turns)
+        finished = self.turn_index - 1
+        _, k, v = self.backend.backbone_step(pend[0][None], pend[1][None], *self._kv.past(finished))
+        self._kv.append(k[:, 0], v[:, 0], finished)
 
     def _noise_for(self, turn: int) -> TurnNoise:
         if self.noise is not None:
@@ -268,7 +303,7 @@ class TurnSampler:
         h_tokens, h_tids, h_agent = h.tokens[start:], h.turn_ids[start:], h.agent[start:]
         if self._cached:
             self._encode_pending()
-            past_k, past_v = self._kv.past(info.kv_shape)
+            past = self._kv.past(self.turn_index)
         tokens = np.concatenate([h_tokens, cur])
         turn_ids = np.concatenate([h_tids, np.full(lay.length, self.turn_index, np.int64)])
         cur_agent = np.zeros(lay.length, bool)
@@ -294,14 +329,13 @@ class TurnSampler:
             rows = len(batch)
             batch = np.ascontiguousarray(batch, dtype=np.float32)
             if self._cached:
-                z, k_new, v_new = self.backend.backbone_step(batch, np.repeat(mask[None], rows, 0), past_k, past_v)
+                z, k_new, v_new = self.backend.backbone_step(batch, np.repeat(mask[None], rows, 0), *past)
                 if it == 0:  # this turn as later turns see it when they re-mask its agent motion
                     first_kv = (k_new[:, 0], v_new[:, 0])
-            elif self._turn_relative:
-                tids = np.repeat(turn_ids[None], rows, 0)
-                z = self.backend.backbone(batch, np.repeat(mask[None], rows, 0), tids, band=opt.context_turns)
             else:
-                z = self.backend.backbone(batch, np.repeat(mask[None], rows, 0), np.repeat(turn_ids[None], rows, 0))
+                tids = np.repeat(turn_ids[None], rows, 0)
+                band = {"band": opt.context_turns} if self._turn_relative else {}
+                z = self.backend.backbone(batch, np.repeat(mask[None], rows, 0), tids, **band)[:, agent_rows]
 
             remaining = int(still_masked.sum())
             after = masked_after_step(f, remaining, it, opt.num_iter)
@@ -315,11 +349,11 @@ class TurnSampler:
             x = sample_frames(
                 self.backend,
                 self.coefs,
-                z[0, agent_rows[sel]],
+                z[0, sel],
                 noise.x_T[sel],
                 noise.steps[:, sel],
                 opt.temperature,
-                uncond=z[1, agent_rows[sel]] if guided else None,
+                uncond=z[1, sel] if guided else None,
                 cfg=cfg_it,
                 clamp_variance=opt.clamp_variance,
             )
@@ -330,9 +364,9 @@ class TurnSampler:
             mask[agent_pos[sel]] = False
 
         if self._cached:
-            window = len(self._kv.k) + 1
+            window = len(self._kv) + 1
             if opt.mask_history_agent:
-                self._kv.append(*first_kv, opt.context_turns)
+                self._kv.append(*first_kv, self.turn_index)
             else:  # its generated motion is visible to later turns: encode it again before the next turn
                 self._kv.pending = (tokens, np.zeros(lay.length, bool))
         else:
