@@ -87,3 +87,30 @@ def test_each_channel_group_gets_its_own_correlation() -> None:
     assert np.allclose(lag1[50:53], np.exp(-1 / 4), atol=0.08) and np.allclose(lag1[53:], np.exp(-1 / 64), atol=0.08)
     plain = turn_noise(2, 4, 1, 25, 56)
     assert np.array_equal(turn_noise(2, 4, 1, 25, 56, sigma).x_T[:, :50], plain.x_T[:, :50])
+
+
+def test_face_temperature_scales_only_the_face_noise() -> None:
+    """Lower face_temperature: two seeds' expression and jaw come closer together (less sampling noise
+    on them) while their heads stay as different as before; 1 is exactly the motion without it."""
+    from conftest import synth_speech
+
+    from timar_blender.engine.dialogue import generate_dialogue
+    from timar_blender.engine.job import BUNDLED_MODEL, backend_for
+
+    if not (BUNDLED_MODEL / "manifest.json").exists():
+        pytest.skip("no bundled model in timar_blender/model")
+    user = synth_speech(6.0, 16000, 3, [(0.5, 2.5)])
+    agent = synth_speech(6.0, 16000, 4, [(3.0, 5.5)])
+    backend = backend_for("")
+
+    def take(seed: int, **kw) -> np.ndarray:
+        return generate_dialogue(backend, user, agent, None, SamplingOptions(seed=seed, **kw)).motion
+
+    def apart(ft: float) -> tuple[float, float]:
+        d = take(1, face_temperature=ft) - take(2, face_temperature=ft)
+        return float(d[:, :53].std()), float(d[:, 53:].std())
+
+    assert np.array_equal(take(1), take(1, face_temperature=1.0))
+    (face1, head1), (face0, head0) = apart(1.0), apart(0.0)
+    assert face0 < 0.7 * face1, (face0, face1)
+    assert head0 > 0.7 * head1, (head0, head1)

@@ -402,8 +402,9 @@ class BundleSource(MotionSource):
 
 
 _OPTION_FIELDS = ("context_turns", "sampling_steps", "num_iter", "cfg", "cfg_schedule", "temperature",
-                  "head_noise_correlation", "face_noise_correlation", "turn_blend", "mask_history_agent",
-                  "random_order", "clamp_variance", "smoothing", "strength_expression", "strength_jaw", "strength_head")
+                  "face_temperature", "head_noise_correlation", "face_noise_correlation", "turn_blend",
+                  "mask_history_agent", "random_order", "clamp_variance", "smoothing", "strength_expression",
+                  "strength_jaw", "strength_head")
 
 
 def _default_settings(folder: Path):

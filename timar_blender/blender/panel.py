@@ -67,6 +67,7 @@ class TIMAR_PT_generate(SidebarPanel, bpy.types.Panel):
         row.prop(s, "face_noise_correlation")
         row = box.row(align=True)
         row.prop(s, "turn_blend")
+        row.prop(s, "face_temperature")
         row = box.row(align=True)
         row.prop(s, "num_iter")
         row.prop(s, "mask_history_agent", toggle=True)

@@ -138,6 +138,7 @@ class TIMAR_PG_settings(bpy.types.PropertyGroup):
     cfg: _prop("cfg")
     cfg_schedule: _prop("cfg_schedule")
     temperature: _prop("temperature")
+    face_temperature: _prop("face_temperature")
     head_noise_correlation: _prop("head_noise_correlation")
     face_noise_correlation: _prop("face_noise_correlation")
     turn_blend: _prop("turn_blend")

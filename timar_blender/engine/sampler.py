@@ -61,6 +61,9 @@ class SamplingOptions:
     cfg: float = 1.0  # classifier-free guidance scale (1 = off)
     cfg_schedule: str = "linear"  # "linear" (ramped with progress) or "constant"
     temperature: float = 1.0
+    # expression + jaw: their noise scale relative to ``temperature`` (head rotation keeps it), so the
+    # mouth can follow the speech closely while the head keeps its full variety
+    face_temperature: float = 1.0
     # frames over which the sampling noise is smoothed (0 = white): head rotation, expression + jaw
     head_noise_correlation: float = 0.0
     face_noise_correlation: float = 0.0
@@ -103,7 +106,7 @@ def sample_frames(
     cond: np.ndarray,
     x_T: np.ndarray,
     step_noise: np.ndarray,
-    temperature: float = 1.0,
+    temperature: float | np.ndarray = 1.0,  # a scalar, or one per channel (C,)
     uncond: np.ndarray | None = None,
     cfg: float = 1.0,
     clamp_variance: bool = True,
@@ -316,6 +319,10 @@ class TurnSampler:
         user_cur = T - lay.length + np.flatnonzero(lay.role == ROLE_USER)
 
         noise = self._noise_for(self.turn_index)
+        temperature: float | np.ndarray = opt.temperature
+        if opt.face_temperature != 1.0:
+            temperature = np.full(info.motion_dim, opt.temperature * opt.face_temperature)
+            temperature[NECK] = opt.temperature
         order = noise.order if opt.random_order else np.arange(f)
         motion = np.zeros((f, info.motion_dim), np.float32)
         still_masked = np.ones(f, bool)
@@ -352,7 +359,7 @@ class TurnSampler:
                 z[0, sel],
                 noise.x_T[sel],
                 noise.steps[:, sel],
-                opt.temperature,
+                temperature,
                 uncond=z[1, sel] if guided else None,
                 cfg=cfg_it,
                 clamp_variance=opt.clamp_variance,

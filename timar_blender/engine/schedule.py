@@ -132,7 +132,7 @@ def ancestral_step(
     x0: np.ndarray,
     var_values: np.ndarray,
     noise: np.ndarray,
-    temperature: float,
+    temperature: float | np.ndarray,
     clamp_variance: bool = True,
 ) -> np.ndarray:
     """x_{t-1} from x_t and the head's x0 prediction and learned-range variance values.
@@ -151,6 +151,6 @@ def ancestral_step(
     mean = coefs.posterior_mean_coef1[step] * x0.astype(np.float64) + coefs.posterior_mean_coef2[step] * x_t.astype(
         np.float64
     )
-    if step > 0 and temperature != 0.0:
+    if step > 0 and np.any(np.asarray(temperature) != 0.0):
         mean = mean + np.exp(0.5 * log_var) * noise.astype(np.float64) * temperature
     return mean.astype(np.float32)

@@ -120,8 +120,12 @@ class Settings:
                       min=1.0, max=10.0, soft_max=3.0, recommendable=True)
     cfg_schedule: str = _opt("linear", "Guidance Schedule", "Guidance ramped with progress, or constant",
                              choices=("linear", "constant"), recommendable=True)
-    temperature: float = _opt(1.0, "Temperature", "Scale of the sampling noise (0 = the mean motion)",
+    temperature: float = _opt(1.0, "Temperature", "Scale of the sampling noise (0 = none after the seeded start)",
                               min=0.0, max=5.0, soft_max=1.5, recommendable=True)
+    face_temperature: float = _opt(1.0, "Face Temperature",
+                                   "Expression and jaw: their sampling noise relative to Temperature (lower = "
+                                   "the mouth follows the speech more closely and alike in every seed; the head "
+                                   "keeps Temperature)", min=0.0, max=2.0, recommendable=True)
     head_noise_correlation: float = _opt(0.0, "Head Noise Correlation",
                                          "Head rotation: sampling noise smoothed over this many frames (0 = "
                                          "independent frames), so sway the speech leaves open is coherent",
@@ -178,6 +182,7 @@ class Settings:
             cfg=self.cfg,
             cfg_schedule=self.cfg_schedule,
             temperature=self.temperature,
+            face_temperature=self.face_temperature,
             head_noise_correlation=self.head_noise_correlation,
             face_noise_correlation=self.face_noise_correlation,
             turn_blend=self.turn_blend,
