@@ -60,3 +60,20 @@ def test_fold_calibration_real_audio_and_shared_audio(tmp_path: Path) -> None:
     assert np.allclose(neck_a, calib["folds"][keep]["neck_mean"], atol=0.05)
     with pytest.raises(ValueError, match="unknown calibration fold 'nope'"):
         build(tmp_path / "c", dialogues=1, seconds=5.0, seed=1, fold="nope")
+
+
+def test_corpora_trained_together_are_described_as_one() -> None:
+    from model_export.corpus.build import merge_summaries
+
+    lib = {"license": "CC BY 4.0", "speakers": 238}
+    a = {"dialogues": 401, "hours": 4.0, "voices": ["a", "b"], "user_only": 0.4, "agent_only": 0.4, "both": 0.1,
+         "silence": 0.1, "seed": 0, "real_dialogues": ["real_x"], "calibration": "x_speaker1",
+         "sources": {"librispeech": lib, "tts_share": 0.2}}
+    b = {**a, "hours": 1.0, "voices": ["b", "c"], "user_only": 0.2, "seed": 1,
+         "sources": {"librispeech": {**lib, "speakers": 240}, "tts_share": 0.2}}
+    m = merge_summaries([a, b])
+    assert m["dialogues"] == 802 and m["hours"] == 5.0 and m["voices"] == ["a", "b", "c"] and m["corpora"] == 2
+    assert abs(m["user_only"] - 0.36) < 1e-9 and m["seed"] == [0, 1] and m["real_dialogues"] == ["real_x"]
+    assert m["calibration"] == "x_speaker1" and m["sources"]["librispeech"]["speakers"] == 240
+    assert merge_summaries([a]) is a
+    assert merge_summaries([a, {**b, "calibration": "y_speaker2"}])["calibration"].startswith("mixed")

@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument(
         "--provenance-file",
         type=Path,
-        help="JSON describing the training data (e.g. the corpus's corpus.json), stored in the manifest",
+        nargs="+",
+        help="JSON describing the training data (e.g. the corpus's corpus.json; several corpora trained on "
+        "together are merged), stored in the manifest",
     )
     e.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch parity check")
     e.add_argument(
@@ -111,10 +113,15 @@ def _export(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     }
     if args.provenance_file is not None:
 
-        try:
-            source["training_data"] = json.loads(args.provenance_file.read_text())
-        except (OSError, ValueError) as exc:
-            p.error(f"--provenance-file {args.provenance_file}: {exc}")
+        from .corpus.build import merge_summaries
+
+        parts = []
+        for path in args.provenance_file:
+            try:
+                parts.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                p.error(f"--provenance-file {path}: {exc}")
+        source["training_data"] = merge_summaries(parts)
     manifest = export_bundle(
         ck.model,
         features,

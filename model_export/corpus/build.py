@@ -161,6 +161,35 @@ def build(
     return summary
 
 
+def merge_summaries(summaries: list[dict]) -> dict:
+    """One ``corpus.json``-style description of several corpora a model was trained on together:
+    sizes summed, voices united, shares weighted by hours, seeds listed; the make-up and licences of
+    the first (corpora built by this builder share them), counts of speakers the largest."""
+    if len(summaries) == 1:
+        return summaries[0]
+    first, hours = summaries[0], [float(s.get("hours", 0.0)) for s in summaries]
+    out = dict(first)
+    out["corpora"] = len(summaries)
+    for key in ("dialogues", "synthetic_dialogues", "seconds_to_build"):
+        if all(key in s for s in summaries):
+            out[key] = round(sum(s[key] for s in summaries), 1) if key == "seconds_to_build" else sum(
+                s[key] for s in summaries)
+    out["hours"] = sum(hours)
+    out["voices"] = sorted({v for s in summaries for v in s.get("voices", [])})
+    for key in ("user_only", "agent_only", "both", "silence"):
+        if all(key in s for s in summaries) and sum(hours) > 0:
+            out[key] = sum(s[key] * h for s, h in zip(summaries, hours)) / sum(hours)
+    out["seed"] = [s.get("seed") for s in summaries]
+    out["real_dialogues"] = sorted({r for s in summaries for r in s.get("real_dialogues", [])})
+    calibrations = {s.get("calibration") for s in summaries}
+    out["calibration"] = first.get("calibration") if len(calibrations) == 1 else "mixed: " + ", ".join(
+        sorted(map(str, calibrations)))
+    lib = [s.get("sources", {}).get("librispeech") for s in summaries]
+    if all(isinstance(x, dict) and "speakers" in x for x in lib):
+        out["sources"] = {**first["sources"], "librispeech": {**lib[0], "speakers": max(x["speakers"] for x in lib)}}
+    return out
+
+
 def _sources(out: Path, voices: str, tts_share: float, audio_from: Path | None) -> dict:
     """What the corpus is made of, with licences: LibriSpeech speakers, TTS voices, acoustics."""
     metas = [json.loads(p.read_text()) for p in sorted(out.glob("dlg*_timeline.json"))]
