@@ -70,13 +70,13 @@ if stage export; then
   mapfile -t rec < <(tail -1 $R/sweep.txt | tr ' ' '\n' | grep -v '^--recommend$')
   flags=(); for r in "${rec[@]}"; do flags+=(--recommend "$r"); done
   "$PY" -m model_export export --checkpoint $R/checkpoint-last.pth --out timar_blender/model \
-    --name timar-blender-cpu-v3 --provenance-file $C/foldX0/corpus.json "${flags[@]}" --save-weights $WEIGHTS \
+    --name timar-blender-cpu-v3 --provenance-file $C/foldX0/corpus.json $C/foldX1/corpus.json "${flags[@]}" --save-weights $WEIGHTS \
     --license "Apache-2.0; trained by the TIMAR for Blender project on its own corpus: LibriSpeech voices (CC BY 4.0, (c) 2014 Vassil Panayotov et al.) and TTS voices; see MODEL_CARD.md"
 fi
 
 if stage card; then
   "$PY" -m model_export.model_card --bundle timar_blender/model --fold $SHIP=bundle=$C/test=$C/foldX0 \
-    --corpus $C/foldX0/corpus.json --out MODEL_CARD.md --figures docs/model_card
+    --out MODEL_CARD.md --figures docs/model_card
 fi
 
 if stage pictures; then
