@@ -140,7 +140,7 @@ def test_the_card_text_takes_every_figure_from_the_json() -> None:
         real_jaw_speech_r={"clipB": -0.05, "clipC": 0.62}))
     assert "17.3 ms per 1-s turn" in text and "8 CPU cores" in text and "on 8 CPU cores" in text
     assert "differs by up to 16°" in text
-    assert "0.532 at the end (14.812 at initialisation)" in text
+    assert "0.532 at the end (14.812 at its start)" in text
     assert "`clipB` recording's FLAME jaw hardly follows" in text and "r = -0.05" in text
     assert "clipC" not in text  # a recording whose jaw follows its speech is not called weak
     assert "![clipB](docs/b.png)" in text
@@ -148,7 +148,7 @@ def test_the_card_text_takes_every_figure_from_the_json() -> None:
     other = card_render.render(_card(cpu_count=2, head_orientation_spread_deg=3.0,
                                      real_jaw_speech_r={"clipB": 0.7}))
     assert "2 CPU cores" in other and "up to 3°" in other and "hardly follows" not in other
-    assert "initialisation" not in other  # no training summary: nothing claimed about it
+    assert "Last training run" not in other  # no training summary: nothing claimed about it
     two = _card()
     two["folds"]["clipB_speaker2"] = two["folds"]["clipA_speaker1"]
     assert "(2 folds)" in card_render.render(two) and "Only the shipped fold" not in card_render.render(two)

@@ -113,15 +113,18 @@ def _training(c: dict) -> list[str]:
         else f"`{calibrated}` of the real DualTalk clips"
     )
     out.append(
-        "**Provenance.** Trained from scratch (no third-party weights) on a two-person corpus built by "
+        "**Provenance.** Trained here from random weights (no third-party weights; "
+        "`scripts/train_bundle.sh` gives the stages) on a two-person corpus built by "
         f"`python -m model_export.corpus.build`: dialogues of {voices} with FLAME motion from a rule-based "
         f"teacher calibrated on {on}. No DualTalk motion is used as a training target. "
         f"Checkpoint SHA-256 `{c.get('checkpoint_sha256', '')[:16]}…`.\n"
     )
     if data:
         made = _corpus_sources(src)
+        several = f" ({data['corpora']} built with seeds {data.get('seed')})" if data.get("corpora") else ""
         out.append(
-            f"Training corpus: {data.get('dialogues')} dialogues, {data.get('hours', 0):.2f} h, "
+            f"Training corpus{several}: "
+            f"{data.get('dialogues')} dialogues, {data.get('hours', 0):.2f} h, "
             f"{len(data.get('voices', []))} voices; time shares agent-only {data.get('agent_only', 0):.2f}, "
             f"user-only {data.get('user_only', 0):.2f}, both {data.get('both', 0):.2f}, silence "
             f"{data.get('silence', 0):.2f}; real conversations: {', '.join(data.get('real_dialogues', [])) or 'none'}; "
@@ -132,9 +135,9 @@ def _training(c: dict) -> list[str]:
     ts = c.get("train") or {}
     if ts:
         before = ts.get("fixed_loss_before")
-        start = f" ({fmt(before, 3)} at initialisation)" if before is not None else ""
+        start = f" ({fmt(before, 3)} at its start)" if before is not None else ""
         out.append(
-            f"Training: {ts.get('steps')} steps; diffusion loss on a fixed draw of training windows "
+            f"Last training run: {ts.get('steps')} steps; diffusion loss on a fixed draw of training windows "
             f"{fmt(ts.get('fixed_loss_after'), 3)} at the end{start}.\n"
         )
     return out
