@@ -122,13 +122,18 @@ class TimedBackend:
         return timed
 
 
-def interleaved_latencies(settings: dict[str, tuple[Backend, int]], turns: int) -> dict[str, tuple[np.ndarray, dict]]:
-    """Per-turn seconds of every (backend, context n) setting, stepped round-robin one turn at a time
-    so that a change in machine load hits every setting alike (their ratios stay meaningful on a busy
-    machine); timed once every window is full (after 7 turns). Also the median-turn split (ms) into
-    the networks' calls and the rest (the sampler's numpy)."""
+def interleaved_latencies(
+    settings: dict[str, tuple[Backend, int]], turns: int, block: int = 1
+) -> dict[str, tuple[np.ndarray, dict]]:
+    """Per-turn seconds of every (backend, context n) setting, stepped round-robin ``block`` turns at a
+    time so that a change in machine load hits every setting alike (their ratios stay meaningful on a
+    busy machine); timed once every window is full (after 7 turns). ``block`` = 1 is the cold case
+    (every turn follows the other settings' turns, so its caches are cold); with ``block`` > 1 the
+    first turn of each block is not timed, the rest run warm, back to back, as a generation runs.
+    Also the median-turn split (ms) into the networks' calls and the rest (the sampler's numpy)."""
     first = max(n for _, n in settings.values())
-    total = first + turns
+    per_round = max(block - 1, 1)
+    total = first + block * (-(-turns // per_round) + 2)  # audio for every turn any sampler can reach
     timed, samplers, lat, parts = {}, {}, {}, {}
     for label, (backend, n) in settings.items():
         timed[label] = TimedBackend(backend)
@@ -138,15 +143,19 @@ def interleaved_latencies(settings: dict[str, tuple[Backend, int]], turns: int) 
     s = info.samples_per_turn
     user = normalize_per_file(synth_speech(total, info.speech_rate, 1, [(0.0, total / 2)]))
     agent = normalize_per_file(synth_speech(total, info.speech_rate, 2, [(total / 2, total)]))
-    for i in range(total):
+    done = dict.fromkeys(settings, 0)  # turns each sampler has run
+    while any(len(lat[label]) < turns for label in settings):
         for label in settings:
-            tb = timed[label]
-            tb.spent = dict.fromkeys(tb.spent, 0.0)
-            t0 = time.perf_counter()
-            samplers[label].step(user[i * s:(i + 1) * s], agent[i * s:(i + 1) * s])
-            if i >= first:
-                lat[label].append(time.perf_counter() - t0)
-                parts[label].append(dict(tb.spent))
+            for j in range(block):
+                i = done[label]
+                tb = timed[label]
+                tb.spent = dict.fromkeys(tb.spent, 0.0)
+                t0 = time.perf_counter()
+                samplers[label].step(user[i * s:(i + 1) * s], agent[i * s:(i + 1) * s])
+                done[label] += 1
+                if i >= first and (block == 1 or j > 0) and len(lat[label]) < turns:
+                    lat[label].append(time.perf_counter() - t0)
+                    parts[label].append(dict(tb.spent))
     out = {}
     for label in settings:
         a = np.asarray(lat[label])
@@ -156,13 +165,18 @@ def interleaved_latencies(settings: dict[str, tuple[Backend, int]], turns: int) 
     return out
 
 
-def context_table(cached: Backend, uncached: Backend, turns: int) -> None:
-    print("\n### Per-turn cost against context n (engine, onnxruntime CPU)\n")
+STEADY_BLOCK = 5  # turns a setting runs back to back per round in the steady-state table (first untimed)
+
+
+def context_table(cached: Backend, uncached: Backend, turns: int, block: int = STEADY_BLOCK) -> None:
+    how = (f"steady state: {block} turns back to back per setting and round, the first untimed, as a generation "
+           "runs" if block > 1 else "cold: one turn per setting and round, so every turn follows 15 other settings'")
+    print(f"\n### Per-turn cost against context n (engine, onnxruntime CPU; {how})\n")
     print("| n | cached median ms | cached p95 | cached / n=1 | uncached median ms | uncached p95 | uncached / n=1 "
           "| uncached / cached | cached: backbone / head / speech / rest ms | uncached backbone ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     settings = {f"{kind}{n}": (be, n) for n in range(8) for kind, be in (("c", cached), ("u", uncached))}
-    res = interleaved_latencies(settings, turns)
+    res = interleaved_latencies(settings, turns, block)
     med = {k: float(np.median(v[0])) for k, v in res.items()}
     for n in range(8):
         (c, cs), (u, us) = res[f"c{n}"], res[f"u{n}"]
@@ -284,6 +298,7 @@ def cache_report(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
         if "context" in args.sections:
             context_table(cached, uncached, args.turns)
+            context_table(cached, uncached, args.turns, block=1)
         if "eager" in args.sections:
             eager_table(cached, TorchBackend(model, feats), args.turns)
         if "headless" in args.sections and args.minutes > 0:

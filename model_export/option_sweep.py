@@ -5,7 +5,9 @@ every combination of the given option values and rank them by the goals they mis
         temperature=0.8,1.0 [--cases librispeech pure dualtalk] [--seeds 0 1 2] [--json sweep.json]
 
 Ranking: fewest failed (case, goal) verdicts, then the smallest summed shortfall (each failed value's
-distance to its goal, divided by the goal's bound). The best combination is printed as the
+distance to its goal, divided by the goal's bound), then the widest worst margin (how far the measure
+closest to failing sits inside its goal, relative to the bound: the safest of combinations that tie).
+The best combination is printed as the
 ``--recommend`` flags of ``python -m model_export export`` (what it differs in from the defaults).
 """
 
@@ -58,6 +60,21 @@ def shortfall(key: str, value: float | None) -> float:
     return (value - g.high) / max(abs(g.high), 1e-9)
 
 
+def worst_margin(summary: dict) -> float:
+    """Over every measure's range across the cases: the smallest distance inside its goal, relative
+    to the bound (negative when a case fails)."""
+    margins = []
+    for key, r in summary.items():
+        g = bm.GOALS.get(key)
+        if g is None or not isinstance(r, dict) or r.get("min") is None:
+            continue
+        if g.low is not None:
+            margins.append((r["min"] - g.low) / max(abs(g.low), 1e-9))
+        if g.high is not None:
+            margins.append((g.high - r["max"]) / max(abs(g.high), 1e-9))
+    return min(margins, default=0.0)
+
+
 def score(entry: dict) -> tuple[int, float, list[str]]:
     """(failed verdicts, summed shortfall, "case: key value" of each failure) of one source entry."""
     fails, total, where = 0, 0.0, []
@@ -84,11 +101,12 @@ def sweep(bundle: str, grid: dict[str, list[Any]], cases: list, seeds: list[int]
         report = behaviour.run_benchmark([src], cases, seeds)
         entry = report["sources"][src.name]
         fails, total, where = score(entry)
-        row = {"options": values, "fails": fails, "shortfall": round(total, 4), "failures": where,
-               "summary": entry["summary"], "turn_latency_ms": entry.get("turn_latency_ms")}
+        margin = worst_margin(entry["summary"])
+        row = {"options": values, "fails": fails, "shortfall": round(total, 4), "worst_margin": round(margin, 4),
+               "failures": where, "summary": entry["summary"], "turn_latency_ms": entry.get("turn_latency_ms")}
         rows.append(row)
-        log(f"{src.name}: {fails} failed, shortfall {total:.3f}  {'; '.join(where[:6])}")
-    rows.sort(key=lambda r: (r["fails"], r["shortfall"]))
+        log(f"{src.name}: {fails} failed, shortfall {total:.3f}, worst margin {margin:.3f}  {'; '.join(where[:6])}")
+    rows.sort(key=lambda r: (r["fails"], r["shortfall"], -r["worst_margin"]))
     return rows
 
 
@@ -97,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", default="", help="model bundle folder (default: the bundled model)")
     p.add_argument("--grid", nargs="+", required=True, help="OPTION=V1,V2,... (settings names)")
     p.add_argument("--cases", nargs="+", choices=behaviour.CASE_GROUPS, default=["librispeech", "pure"])
-    p.add_argument("--dialogues", type=int, nargs="+", default=[10, 11], help="held-out LibriSpeech dialogue seeds")
+    p.add_argument("--dialogues", type=int, nargs="+", default=[10, 11, 12, 13],
+                   help="validation: held-out LibriSpeech dialogue seeds other than the reported ones (0, 1)")
     p.add_argument("--pure-seed", type=int, default=5, help="seed of the pure talking / listening cases")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -30,7 +30,7 @@ R0=runs/bundle_v2
 R=runs/bundle_v3
 SHIP=xkHwlcDSOjc_sub_video_109_000_speaker1
 WEIGHTS=model_export/weights/bundled-ema.pth
-GRID=(mask_history_agent=true,false head_noise_correlation=3,5 face_noise_correlation=0.5,1 turn_blend=0,2)
+GRID=(mask_history_agent=true,false head_noise_correlation=3,5 face_noise_correlation=0.5,1 turn_blend=0,1,2)
 stage() { [[ $STAGE == all || $STAGE == "$1" ]]; }
 
 if stage corpus; then
