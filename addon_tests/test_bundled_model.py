@@ -24,6 +24,8 @@ def test_manifest_states_licence_provenance_and_size() -> None:
     assert lib["speakers"] > 200 and "CC BY 4.0" in lib["license"]
     assert "LibriSpeech" in bundle.license and "CC BY 4.0" in bundle.license
     assert man["model"]["backbone"] == "turn_relative_cached" and man["audio"]["normalization"] == "none"
+    # model v3: the upper layers reach 2 turns back, so a turn's cost hardly grows with the context
+    assert man["model"]["layer_bands"] == [7, 2, 2] and bundle.info.layer_bands == (7, 2, 2)
     assert man["recommended_options"], "the bundle carries the options it was measured best with"
     size = sum(f.stat().st_size for f in Path(BUNDLED_MODEL).iterdir() if f.is_file())
     assert size < 30e6
