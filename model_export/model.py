@@ -205,8 +205,8 @@ class Timar(nn.Module):
         unconditional); ``past_k[i]``/``past_v[i]`` (H, P_i, head_dim): layer i's keys/values of P_i
         cached tokens in any order, shared by all rows; ``past_distance[i]`` (P_i,) int64: how many
         turns before this one each cached token's turn is (1..the layer's band: a layer reads only the
-        turns it reaches). Returns z (B, F, width) of the turn's agent-
-        motion tokens only (all the diffusion head reads) and this turn's keys/values
+        turns it reaches). Returns z (B, F, width) of the turn's agent-motion tokens only (all the
+        diffusion head reads) and this turn's keys/values
         (depth, B, H, L, head_dim). A turn's keys/values depend only on its own tokens and the cached
         ones, so this equals ``backbone`` over the whole dialogue with the banded mask.
 
