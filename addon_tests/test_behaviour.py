@@ -414,3 +414,14 @@ def test_held_out_cases_are_never_digitally_silent(demo_folder):
     assert lab.seconds()["talk"] == 0 and lab.seconds()["listen"] > 6
     d = B.held_out_dialogue(0, 12.0, shared)
     assert {s[0] for s in d.timeline} == {0, 1}
+
+
+def test_calibration_group_is_the_teacher_clip_only(demo_folder):
+    """Option sweeps may validate on the clip teacher v2 is calibrated on, never on the held-out one."""
+    from model_export import behaviour as B
+
+    shared = demo_folder.parent
+    calib = B.default_cases(shared, groups=["calibration"])
+    assert [c.name for c in calib] == ["DualTalk xkH"]
+    both = B.default_cases(shared, groups=["dualtalk", "calibration"])
+    assert [c.name for c in both] == ["DualTalk xkH", "DualTalk UbjUDM1MiGE"]

@@ -26,6 +26,8 @@ def test_manifest_states_licence_provenance_and_size() -> None:
     assert man["model"]["backbone"] == "turn_relative_cached" and man["audio"]["normalization"] == "none"
     # model v3: the upper layers reach 2 turns back, so a turn's cost hardly grows with the context
     assert man["model"]["layer_bands"] == [7, 2, 2] and bundle.info.layer_bands == (7, 2, 2)
+    # model v4: fine-tuned with the jaw weighing 3x in the head's loss (a sharper, less seed-driven jaw)
+    assert man["source"]["config"]["jaw_loss_weight"] == 3.0
     assert man["recommended_options"], "the bundle carries the options it was measured best with"
     size = sum(f.stat().st_size for f in Path(BUNDLED_MODEL).iterdir() if f.is_file())
     assert size < 30e6

@@ -43,6 +43,7 @@ DUALTALK = (  # (clip, agent speaker file, short name)
     ("xkHwlcDSOjc_sub_video_109_000", "speaker1", "xkH"),
     ("UbjUDM1MiGE_sub_video_72", "speaker2", "UbjUDM1MiGE"),
 )
+CALIBRATION = "xkH"  # teacher v2 is calibrated on this clip: real audio that may choose options, not judge them
 
 
 # ----------------------------------------------------------------------------- cases
@@ -86,10 +87,13 @@ def load_flame56(path: Path) -> np.ndarray:
     return np.concatenate([exp[:, :50], pose[:, 3:6], pose[:, 0:3]], axis=1).astype(np.float32)
 
 
-def dualtalk_cases(folder: Path = DEMO) -> list[Case]:
-    """The two DualTalk conversations, both tracks as recorded; the agent is the speaker with FLAME."""
+def dualtalk_cases(folder: Path = DEMO, only: str | None = None) -> list[Case]:
+    """The two DualTalk conversations (or the one named ``only``), both tracks as recorded; the agent
+    is the speaker with FLAME."""
     out = []
     for clip, agent, short in DUALTALK:
+        if only is not None and short != only:
+            continue
         user = "speaker2" if agent == "speaker1" else "speaker1"
         a, u = _read(folder / f"{clip}_{agent}.wav"), _read(folder / f"{clip}_{user}.wav")
         real = load_flame56(folder / f"{clip}_{agent}.npz")
@@ -236,7 +240,8 @@ def one_sided_case(kind: str, seed: int = 0, seconds: float = 60.0, shared: Path
     )
 
 
-CASE_GROUPS = ("dualtalk", "librispeech", "pure")
+# "calibration": only the DualTalk clip teacher v2 was calibrated on (validation for option sweeps)
+CASE_GROUPS = ("dualtalk", "librispeech", "pure", "calibration")
 
 
 def default_cases(
@@ -246,13 +251,15 @@ def default_cases(
     groups: Sequence[str] = CASE_GROUPS,
 ) -> list[Case]:
     """The held-out cases of ``groups``; raises FileNotFoundError naming what is missing."""
-    need = [shared / "dualtalk_demo"] if "dualtalk" in groups else []
+    need = [shared / "dualtalk_demo"] if {"dualtalk", "calibration"} & set(groups) else []
     if "librispeech" in groups or "pure" in groups:
         need.append(shared / "librispeech" / "test-other")
     for path in need:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: fixtures missing (the benchmark needs ../shared/fixtures)")
     cases = dualtalk_cases(shared / "dualtalk_demo") if "dualtalk" in groups else []
+    if "calibration" in groups and "dualtalk" not in groups:
+        cases += dualtalk_cases(shared / "dualtalk_demo", only=CALIBRATION)
     if "librispeech" in groups:
         cases += librispeech_cases(dialogues, seconds, shared)
     if "pure" in groups:

@@ -79,6 +79,10 @@ class TimarConfig:
     # training only: each track of each sample is made louder or quieter by U(-x, +x) dB (applied to
     # the cached log-mel features, exactly), so a model that hears raw levels copes with mic gains
     audio_gain_jitter_db: float = 0.0
+    # training only: weight of the jaw group in the head's x0 loss (expression and neck weigh 1).
+    # The jaw is three of 56 channels but carries talking; more weight sharpens what the network
+    # learns of it from audio, so less of the sampled jaw is seed noise.
+    jaw_loss_weight: float = 1.0
     # motion normalisation: the network sees (frame - motion_mean) / motion_std per channel, so
     # jaw and neck (0.01-0.1 rad) weigh as much in the loss as expression (order 1). The statistics
     # come from the training data (train.py fills them in); off = raw FLAME units (official).
@@ -105,6 +109,8 @@ class TimarConfig:
             raise ValueError(f"audio_gain_jitter_db must be >= 0, got {self.audio_gain_jitter_db!r}")
         if self.audio_gain_jitter_db and self.speech_encoder != "logmel":
             raise ValueError("audio_gain_jitter_db works on log-mel features: it needs speech_encoder 'logmel'")
+        if not math.isfinite(self.jaw_loss_weight) or self.jaw_loss_weight <= 0:
+            raise ValueError(f"jaw_loss_weight must be > 0, got {self.jaw_loss_weight!r}")
         if self.position not in POSITION_SCHEMES:
             raise ValueError(f"position must be one of {POSITION_SCHEMES}, got {self.position!r}")
         if self.position == "turn_relative" and not self.turn_causal:

@@ -1,6 +1,6 @@
 """Diffusion training loss of TIMAR's head: x0 prediction with a learned-range variance.
 
-loss = grouped MSE on x0 (mean over expression + mean over jaw + mean over neck) + the
+loss = grouped MSE on x0 (mean over expression + jaw weight x mean over jaw + mean over neck) + the
 variational-bound term for the variance channels (in bits, decoder NLL at t = 0), as in the
 IDDPM/DiT/MAR code the official implementation inherits.
 """
@@ -43,11 +43,19 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
 class DiffusionLoss:
     """Per-sample loss of the head ``net(x_t, t, c) -> [x0 | v]`` at random timesteps."""
 
-    def __init__(self, schedule: str = "cosine", steps: int = 1000, use_kl: bool = False, rescale: bool = False):
+    def __init__(
+        self,
+        schedule: str = "cosine",
+        steps: int = 1000,
+        use_kl: bool = False,
+        rescale: bool = False,
+        jaw_weight: float = 1.0,
+    ):
         if use_kl:
             raise NotImplementedError("use_kl (pure variational-bound training) is not supported")
         self.coefs = DiffusionCoefficients.training(schedule, steps)
         self.rescale = rescale
+        self.group_weights = ((EXP, 1.0), (JAW, float(jaw_weight)), (NECK, 1.0))
         self.num_timesteps = steps
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -76,7 +84,7 @@ class DiffusionLoss:
         x_t = self.q_sample(x0, t, noise)
         out = net(x_t, t, c)
         pred, var_values = out[:, :ch], out[:, ch:]
-        mse = sum(((x0[:, g] - pred[:, g]) ** 2).mean(dim=1) for g in (EXP, JAW, NECK))
+        mse = sum(w * ((x0[:, g] - pred[:, g]) ** 2).mean(dim=1) for g, w in self.group_weights)
 
         # variational bound, through the variance channels only (the mean is detached)
         min_log = _take(self.coefs.posterior_log_variance_clipped, t)

@@ -28,7 +28,9 @@ class DiffusionHead(nn.Module):
     def __init__(self, cfg: TimarConfig) -> None:
         super().__init__()
         self.net = SimpleMLPAdaLN(cfg.motion_dim, cfg.head_width, cfg.width, cfg.head_depth)
-        self.loss = DiffusionLoss(cfg.noise_schedule, cfg.diffusion_steps, cfg.use_kl, cfg.rescale_learned_sigmas)
+        self.loss = DiffusionLoss(
+            cfg.noise_schedule, cfg.diffusion_steps, cfg.use_kl, cfg.rescale_learned_sigmas, cfg.jaw_loss_weight
+        )
 
 
 def truncated_normal_ratio(low: float) -> float:

@@ -2,7 +2,7 @@
 every combination of the given option values and rank them by the goals they miss.
 
     python -m model_export.option_sweep --bundle DIR --grid num_iter=1,4 mask_history_agent=true,false \\
-        temperature=0.8,1.0 [--cases librispeech pure dualtalk] [--seeds 0 1 2] [--json sweep.json]
+        temperature=0.8,1.0 [--cases librispeech pure calibration] [--seeds 0 1 2] [--json sweep.json]
 
 Ranking: fewest failed (case, goal) verdicts, then the smallest summed shortfall (each failed value's
 distance to its goal, divided by the goal's bound), then the widest worst margin (how far the measure
@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model_export.option_sweep", description=__doc__.split("\n")[0])
     p.add_argument("--bundle", default="", help="model bundle folder (default: the bundled model)")
     p.add_argument("--grid", nargs="+", required=True, help="OPTION=V1,V2,... (settings names)")
-    p.add_argument("--cases", nargs="+", choices=behaviour.CASE_GROUPS, default=["librispeech", "pure"])
+    p.add_argument("--cases", nargs="+", choices=behaviour.CASE_GROUPS, default=["librispeech", "pure", "calibration"],
+                   help="validation cases; 'calibration' is the DualTalk clip teacher v2 is calibrated on "
+                        "(real recorded audio that is not held out)")
     p.add_argument("--dialogues", type=int, nargs="+", default=[10, 11, 12, 13],
                    help="validation: held-out LibriSpeech dialogue seeds other than the reported ones (0, 1)")
     p.add_argument("--pure-seed", type=int, default=5, help="seed of the pure talking / listening cases")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the bundled model (v3): corpus v2 -> training -> option sweep -> export into
+# Reproduce the bundled model (v4): corpus v2 -> training -> option sweep -> export into
 # timar_blender/model (+ its PyTorch weights) -> MODEL_CARD.md -> README pictures.
 #
 # Corpus v2: LibriSpeech train-clean-100 voices mixed with TTS voices, recorded with room tone and
@@ -10,11 +10,14 @@
 #   finetune: from that run's EMA weights with the upper layers' reach narrowed to 2 turns
 #             (timar_cpu_v3: layer_bands 7,2,2, so the per-turn cost hardly grows with the context)
 #             on both corpora (FINETUNE_STEPS, default 2400, lr 5e-4)
-# Each stage is ~60 min on 2 quiet cores. One fold is trained (the shipped one); the held-out real
+#   refine:   from that run's EMA weights with the jaw weighing 3x in the head's loss
+#             (jaw_loss_weight 3: a sharper jaw from the audio, less of it seed noise), both corpora
+#             (REFINE_STEPS, default 1800, lr 3e-4)
+# Each stage is ~40-60 min on 2 quiet cores. One fold is trained (the shipped one); the held-out real
 # clip and test-other voices evaluate it.
 #   THREADS=<n>   torch threads (default 2)
-#   WARM=1        skip 'train': fine-tune from the shipped weights (model_export/weights/bundled-ema.pth)
-#   STAGE=corpus|train|finetune|sweep|export|card|pictures|all (default all); every stage reuses what exists.
+#   WARM=1        skip 'train' and 'finetune': refine from the shipped weights (model_export/weights/bundled-ema.pth)
+#   STAGE=corpus|train|finetune|refine|sweep|export|card|pictures|all (default all); every stage reuses what exists.
 # Needs ../shared/fixtures (LibriSpeech voices, the DualTalk clips for calibration and evaluation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +26,13 @@ PY=.venv/bin/python
 [ -d ../shared/fixtures/librispeech ] || { echo "error: ../shared/fixtures is needed" >&2; exit 1; }
 STEPS=${STEPS:-2600}
 FINETUNE_STEPS=${FINETUNE_STEPS:-2400}
+REFINE_STEPS=${REFINE_STEPS:-1800}
 THREADS=${THREADS:-2}
 STAGE=${STAGE:-all}
 C=runs/corpus_v2
 R0=runs/bundle_v2
-R=runs/bundle_v3
+R3=runs/bundle_v3
+R=runs/bundle_v4
 SHIP=xkHwlcDSOjc_sub_video_109_000_speaker1
 WEIGHTS=model_export/weights/bundled-ema.pth
 GRID=(mask_history_agent=true,false head_noise_correlation=3,5 face_noise_correlation=0.5,1 turn_blend=0,1,2)
@@ -50,13 +55,21 @@ if stage train && [[ ${WARM:-0} != 1 ]]; then
     --ema-rate 0.999 --save-every-steps 100 --log-every 50 --resume auto 2>&1 | tee -a $R0.log
 fi
 
-if stage finetune; then
-  init=$R0/checkpoint-last.pth
-  [[ ${WARM:-0} == 1 ]] && init=$WEIGHTS
+if stage finetune && [[ ${WARM:-0} != 1 ]]; then
   bands=$(mktemp --suffix .json)
   echo '{"layer_bands": [7, 2, 2]}' > "$bands"
-  "$PY" -m model_export.train --data $C/foldX0 $C/foldX1 --out $R --init "$init" --config "$bands" \
+  "$PY" -m model_export.train --data $C/foldX0 $C/foldX1 --out $R3 --init $R0/checkpoint-last.pth --config "$bands" \
     --threads "$THREADS" --batch-size 16 --lr 5e-4 --warmup-epochs 0.1 --cosine --max-steps "$FINETUNE_STEPS" \
+    --stride-turns 4 --ema-rate 0.999 --save-every-steps 100 --log-every 50 --resume auto 2>&1 | tee -a $R3.log
+fi
+
+if stage refine; then
+  init=$R3/checkpoint-last.pth
+  [[ ${WARM:-0} == 1 ]] && init=$WEIGHTS
+  jaw=$(mktemp --suffix .json)
+  echo '{"layer_bands": [7, 2, 2], "jaw_loss_weight": 3.0}' > "$jaw"
+  "$PY" -m model_export.train --data $C/foldX0 $C/foldX1 --out $R --init "$init" --config "$jaw" \
+    --threads "$THREADS" --batch-size 16 --lr 3e-4 --warmup-epochs 0.1 --cosine --max-steps "$REFINE_STEPS" \
     --stride-turns 4 --ema-rate 0.999 --save-every-steps 100 --log-every 50 --resume auto 2>&1 | tee -a $R.log
 fi
 
@@ -70,7 +83,7 @@ if stage export; then
   mapfile -t rec < <(tail -1 $R/sweep.txt | tr ' ' '\n' | grep -v '^--recommend$')
   flags=(); for r in "${rec[@]}"; do flags+=(--recommend "$r"); done
   "$PY" -m model_export export --checkpoint $R/checkpoint-last.pth --out timar_blender/model \
-    --name timar-blender-cpu-v3 --provenance-file $C/foldX0/corpus.json $C/foldX1/corpus.json "${flags[@]}" --save-weights $WEIGHTS \
+    --name timar-blender-cpu-v4 --provenance-file $C/foldX0/corpus.json $C/foldX1/corpus.json "${flags[@]}" --save-weights $WEIGHTS \
     --license "Apache-2.0; trained by the TIMAR for Blender project on its own corpus: LibriSpeech voices (CC BY 4.0, (c) 2014 Vassil Panayotov et al.) and TTS voices; see MODEL_CARD.md"
 fi
 
