@@ -71,6 +71,31 @@ def test_bundled_model_seeds_give_different_head_takes(held_out) -> None:
     _meets(held_out, "jitter_head")
 
 
+@pytest.fixture(scope="module")
+def held_out_dualtalk() -> dict:
+    """The shipped bundle (default options, seeds 0-2) on the held-out real DualTalk conversation."""
+    from model_export import behaviour
+
+    if not behaviour.DEMO.is_dir():
+        pytest.skip(f"{behaviour.DEMO}: fixtures absent (the DualTalk clips live in ../shared, not in a fresh clone)")
+    case = next(c for c in behaviour.dualtalk_cases() if c.name == "DualTalk UbjUDM1MiGE")
+    return behaviour.score_case(behaviour.BundleSource("", threads=1), case, [0, 1, 2])
+
+
+def test_bundled_model_jaw_is_clean_on_the_held_out_dualtalk_clip(held_out_dualtalk) -> None:
+    _meets(held_out_dualtalk, "cycles")
+    _meets(held_out_dualtalk, "seed_r_jaw")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="goal not met yet: model v4's jaw jitters at 10.7 mrad/frame on UbjUDM (goal <= 10; the teacher "
+    "9.2, the real speaker 22, the energy baseline 30)",
+)
+def test_bundled_model_jaw_jitter_on_the_held_out_dualtalk_clip(held_out_dualtalk) -> None:
+    _meets(held_out_dualtalk, "jitter_jaw")
+
+
 @pytest.mark.parametrize(
     ("item", "message"),
     [("smoothing=1e9", "recommended_options.smoothing"), ("smoothing", "OPTION=VALUE"), ("colour=2", "colour")],
